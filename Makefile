@@ -1,0 +1,63 @@
+# emowatch. The two set-up commands on a fresh clone (with ../shared beside it):
+#   make test   create .venv if missing, install the locked set, run the tests
+#   make run    create .venv if missing, pull the data, run the pipeline (dvc repro)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Stage commands (`emowatch ...` in dvc.yaml) must find the venv's executables.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help install test test-all lint format params data run bench clean
+help:
+	@echo "make test      install (first time) and run the fast tests"
+	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
+	@echo "make test-all  also the tests marked slow"
+	@echo "make lint      ruff check + format check"
+	@echo "make params    regenerate params.yaml from conf/"
+	@echo "make bench     run the benchmarks in benchmarks/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The exact versions in requirements.lock, then emowatch itself without dependencies.
+$(VENV)/.lock-installed: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements.lock
+	touch $@
+
+.make/editable: pyproject.toml $(VENV)/.lock-installed
+	$(BIN)/python -m pip install --no-deps -e .
+	mkdir -p .make && touch $@
+
+install: .make/editable
+
+# The raw data: fetched from the team's remote when it is there; tests marked `data` skip otherwise.
+data: install
+	@if [ -d ../shared/dvc-store ]; then $(BIN)/dvc pull data.dvc; \
+	else echo "no ../shared/dvc-store beside the checkout: tests marked 'data' will skip"; fi
+
+test: data
+	$(BIN)/python -m pytest -m "not slow"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
+
+test-all: data
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+params: install
+	$(BIN)/emowatch params
+
+run: install
+	$(BIN)/dvc pull data.dvc
+	EMOWATCH_PIPELINE_ID=repro-$$(date -u +%Y%m%dT%H%M%SZ) $(BIN)/dvc repro
+	@echo
+	$(BIN)/emowatch info
+
+bench: install
+	$(BIN)/python benchmarks/bench_prepare.py
+
+clean:
+	rm -rf .make .pytest_cache .ruff_cache

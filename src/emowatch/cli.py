@@ -1,0 +1,115 @@
+"""`emowatch <command>`: one console script for every pipeline step.
+
+Stage commands take Hydra overrides (`emowatch prepare data.fer2013.labels=ferplus`) composed
+over conf/, or `--params params.yaml` to run on the composed file exactly as `dvc repro` does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emowatch import config
+
+app = typer.Typer(
+    help="emowatch: train, track, promote and deploy facial-expression models that catch "
+    "angry customers. Run the whole pipeline with `dvc repro`; each stage is also a command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Hydra overrides composed over conf/, e.g. data.fer2013.labels=ferplus "
+        "(with --params: plain key=value).",
+        show_default=False,
+    ),
+]
+ParamsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--params",
+        help="Read the composed params file (what dvc.yaml stages use) instead of composing conf/.",
+    ),
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _load(params: Path | None, overrides: list[str] | None):
+    try:
+        return config.load(params, overrides or [])
+    except Exception as err:  # Hydra/OmegaConf raise many kinds for a bad override
+        _fail(f"cannot load the configuration: {err}")
+
+
+@app.command()
+def params(
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Only check that params.yaml matches conf/; exit 1 if not."),
+    ] = False,
+) -> None:
+    """Compose conf/ into params.yaml (the file DVC tracks), or check that it is in sync."""
+    try:
+        if check:
+            if not config.params_in_sync():
+                _fail("params.yaml is out of sync with conf/: run `emowatch params`")
+            typer.echo("params.yaml matches conf/")
+            return
+        typer.echo(f"wrote {config.write_params()}")
+    except config.ConfigError as err:
+        _fail(str(err))
+
+
+@app.command()
+def prepare(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `prepare`: validate FER2013 and write train/val/test arrays plus a data report.
+
+    Train = Training, val = PublicTest (for every selection), test = PrivateTest (reported once).
+    Rejected rows, duplicates, cross-split leaks, label conflicts and blank images are listed in
+    the report; the stage fails when more than data.fer2013.max_bad_fraction is malformed.
+    """
+    from emowatch.data.fer2013 import DataError
+    from emowatch.stages import prepare as stage
+
+    cfg = _load(params_file, overrides)
+    try:
+        stage.main(cfg)
+    except DataError as err:
+        _fail(str(err))
+
+
+@app.command()
+def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Print where the MLflow store, reports and plots are, and how to browse them."""
+    from emowatch.tracking.runs import tracking_uri
+
+    cfg = _load(params_file, overrides)
+    root = config.find_root()
+    uri = tracking_uri(cfg, root)
+    typer.echo(f"project root : {root}")
+    typer.echo(f"MLflow store : {uri}")
+    typer.echo(f"MLflow files : {config.resolve_path(cfg.tracking.artifacts_dir, root)}")
+    typer.echo(f"reports      : {config.resolve_path(cfg.paths.reports_dir, root)}")
+    typer.echo(f"artifacts    : {config.resolve_path(cfg.paths.artifacts_dir, root)}")
+    typer.echo("metrics      : dvc metrics show   |   plots: dvc plots show")
+    typer.echo(
+        f"browse runs  : mlflow ui --backend-store-uri {uri} --port 5000  (then open http://127.0.0.1:5000)"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

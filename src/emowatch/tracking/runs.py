@@ -1,0 +1,199 @@
+"""MLflow runs: tracking URI, experiment, and one helper that opens a stage's run.
+
+Every run is tagged with the git commit, the stage, the data hash (the md5 that data.dvc
+records) and, when set, the pipeline id of the `dvc repro` that produced it, so the MLflow UI can
+group and compare everything one reproduction made. Runs never stay RUNNING: an exception ends
+them FAILED, Ctrl-C or SIGTERM ends them KILLED, and runs left RUNNING by a process that died
+(SIGKILL, power loss) are closed as KILLED the next time the same stage starts on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import mlflow
+import yaml
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from emowatch.config import find_root, resolve_path
+
+TAG_STAGE = "emowatch.stage"
+TAG_COMMIT = "emowatch.git_commit"
+TAG_DIRTY = "emowatch.git_dirty"
+TAG_DATA = "emowatch.data_hash"
+TAG_PIPELINE = "emowatch.pipeline_id"
+TAG_HOST = "emowatch.host"
+TAG_PID = "emowatch.pid"
+PIPELINE_ENV = "EMOWATCH_PIPELINE_ID"
+
+
+def tracking_uri(cfg: DictConfig, root: Path | None = None) -> str:
+    """$MLFLOW_TRACKING_URI, else `tracking.uri`, else the embedded sqlite database."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if cfg.tracking.get("uri"):
+        return str(cfg.tracking.uri)
+    return embedded_uri(cfg, root)
+
+
+def embedded_uri(cfg: DictConfig, root: Path | None = None) -> str:
+    """The embedded sqlite store in the project root."""
+    return f"sqlite:///{resolve_path(cfg.tracking.db, root)}"
+
+
+def setup(cfg: DictConfig, root: Path | None = None) -> str:
+    """Point MLflow at the configured store and return the experiment id (created if missing)."""
+    uri = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI
+    client = MlflowClient(uri)
+    name = str(cfg.tracking.experiment)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        experiment_id = exp.experiment_id
+    else:
+        location = None  # a server decides where its artifacts go
+        if uri == embedded_uri(cfg, root):
+            location = resolve_path(cfg.tracking.artifacts_dir, root).as_uri()
+        experiment_id = client.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_info(root: Path | None = None) -> tuple[str, bool]:
+    """(commit sha or 'unknown', whether the work tree has uncommitted changes)."""
+    cwd = root or find_root()
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return sha, bool(status.strip())
+
+
+def data_hash(root: Path | None = None) -> str:
+    """The md5 of the raw data as recorded in data.dvc ('unknown' without one)."""
+    path = (root or find_root()) / "data.dvc"
+    try:
+        outs = yaml.safe_load(path.read_text())["outs"]
+        return str(outs[0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return "unknown"
+
+
+def run_tags(stage: str, root: Path | None = None) -> dict[str, str]:
+    """The tags every emowatch run carries."""
+    sha, dirty = git_info(root)
+    tags = {
+        TAG_STAGE: stage,
+        TAG_COMMIT: sha,
+        TAG_DIRTY: str(dirty).lower(),
+        TAG_DATA: data_hash(root),
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(os.getpid()),
+        "mlflow.source.git.commit": sha,
+    }
+    if os.environ.get(PIPELINE_ENV):
+        tags[TAG_PIPELINE] = os.environ[PIPELINE_ENV]
+    return tags
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphaned_runs(experiment_id: str, stage: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `stage` whose process on this host is gone."""
+    client = MlflowClient()
+    host = socket.gethostname()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG_STAGE}` = '{stage}'",
+    )
+    closed = []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(TAG_HOST) != host:
+            continue
+        pid = int(tags.get(TAG_PID, "0") or 0)
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (what `kill` and schedulers send) into KeyboardInterrupt while inside."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def stage_run(
+    cfg: DictConfig,
+    stage: str,
+    run_name: str | None = None,
+    params: Mapping[str, object] | None = None,
+    nested: bool = False,
+    root: Path | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open an MLflow run for a pipeline stage, tagged and always closed with a true status."""
+    experiment_id = setup(cfg, root)
+    close_orphaned_runs(experiment_id, stage)
+    run = mlflow.start_run(run_name=run_name or stage, tags=run_tags(stage, root), nested=nested)
+    try:
+        with _sigterm_as_interrupt():
+            if params:
+                log_params(params)
+            yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def log_params(params: Mapping[str, object]) -> None:
+    """Log params, stringifying lists and truncating values to MLflow's length limit."""
+    clean = {}
+    for key, value in params.items():
+        text = str(value)
+        clean[key] = text if len(text) <= 6000 else text[:5997] + "..."
+    mlflow.log_params(clean)

@@ -1,0 +1,48 @@
+"""The console script: help lists the commands; errors are one clear line and exit 1."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from emowatch.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("params", "prepare", "info"):
+        assert command in result.output
+
+
+def test_params_check_passes_in_the_repo():
+    result = runner.invoke(app, ["params", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "matches" in result.output
+
+
+def test_prepare_on_missing_data_exits_1_with_message(make_cfg, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            f"paths.data_dir={tmp_path}/none",
+            f"tracking.db={tmp_path}/mlflow.db",
+            f"paths.reports_dir={tmp_path}/r",
+            f"tracking.artifacts_dir={tmp_path}/a",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "not found" in result.output and "dvc pull" in result.output
+
+
+def test_bad_override_is_reported():
+    result = runner.invoke(app, ["info", "no_such_group=x"])
+    assert result.exit_code == 1
+    assert "cannot load the configuration" in result.output
+
+
+def test_info_prints_the_mlflow_ui_command():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0 and "mlflow ui --backend-store-uri sqlite:///" in result.output

@@ -1,0 +1,54 @@
+"""conf/ is the single source: params.yaml agrees with it, and every stage's params exist."""
+
+from __future__ import annotations
+
+import yaml
+from omegaconf import OmegaConf
+
+from emowatch import config
+from tests.conftest import REPO
+
+
+def test_params_yaml_is_the_composition_of_conf():
+    assert config.params_in_sync(REPO), (
+        "params.yaml is out of sync with conf/: run `emowatch params`"
+    )
+
+
+def test_every_stage_param_exists_in_params_yaml():
+    params = OmegaConf.load(REPO / "params.yaml")
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for key in stage.get("params", []):
+            assert OmegaConf.select(params, key) is not None, (
+                f"stage {name}: {key} not in params.yaml"
+            )
+
+
+def test_no_hydra_runtime_interpolations_in_conf():
+    for path in (REPO / "conf").rglob("*.yaml"):
+        code = [line.split("#")[0] for line in path.read_text().splitlines()]
+        assert not any("${hydra:" in line for line in code), f"{path}: DVC composes without Hydra"
+
+
+def test_overrides_and_params_file(tmp_path):
+    cfg = config.compose(["data.fer2013.labels=ferplus", "paths.data_dir=/d"], root=REPO)
+    assert cfg.data.fer2013.labels == "ferplus"
+    assert cfg.data.fer2013.csv_path == "/d/fer2013/fer2013.csv.gz"  # interpolations resolved
+    path = tmp_path / "p.yaml"
+    path.write_text(config.to_yaml(cfg))
+    loaded = config.load(path, ["seed=7"])
+    assert loaded.seed == 7 and loaded.data.fer2013.labels == "ferplus"
+
+
+def test_write_params_writes_what_check_expects(tmp_path):
+    (tmp_path / "conf").symlink_to(REPO / "conf")
+    assert not config.params_in_sync(tmp_path)
+    config.write_params(tmp_path)
+    assert config.params_in_sync(tmp_path)
+
+
+def test_paths_resolve_against_root(tmp_path):
+    assert config.resolve_path("a/b", tmp_path) == tmp_path / "a/b"
+    assert config.resolve_path("/abs", tmp_path).as_posix() == "/abs"
+    assert config.find_root(REPO / "src" / "emowatch") == REPO

@@ -1,0 +1,68 @@
+"""`prepare` on the real FER2013 behind data.dvc (marked `data`; skips where it is not pulled)."""
+
+from __future__ import annotations
+
+import pytest
+
+from emowatch.stages import prepare
+from tests.conftest import DATA
+
+pytestmark = [
+    pytest.mark.data,
+    pytest.mark.skipif(
+        not (DATA / "fer2013/fer2013.csv.gz").is_file(),
+        reason="FER2013 is not pulled: run `dvc pull data.dvc` (needs ../shared/dvc-store)",
+    ),
+]
+
+# ../shared/README.md: per-class counts (Training / PublicTest / PrivateTest)
+EXPECTED = {
+    "angry": (3995, 467, 491),
+    "disgust": (436, 56, 55),
+    "fear": (4097, 496, 528),
+    "happy": (7215, 895, 879),
+    "sad": (4830, 653, 594),
+    "surprise": (3171, 415, 416),
+    "neutral": (4965, 607, 626),
+}
+
+
+@pytest.fixture(scope="module")
+def real_report(tmp_path_factory, mlflow_template):
+    import shutil
+
+    from emowatch import config
+    from tests.conftest import REPO
+
+    tmp = tmp_path_factory.mktemp("real")
+    shutil.copy(mlflow_template, tmp / "mlflow.db")
+    cfg = config.compose(
+        [
+            f"paths.data_dir={DATA}",
+            f"paths.artifacts_dir={tmp}/artifacts",
+            f"paths.reports_dir={tmp}/reports",
+            f"tracking.db={tmp}/mlflow.db",
+            f"tracking.artifacts_dir={tmp}/mlartifacts",
+        ],
+        root=REPO,
+    )
+    return prepare.main(cfg)
+
+
+def test_split_sizes_and_class_counts(real_report):
+    counts = real_report["counts_read"]
+    assert [sum(counts[s].values()) for s in ("train", "val", "test")] == [28709, 3589, 3589]
+    for cls, (train, val, test) in EXPECTED.items():
+        assert (counts["train"][cls], counts["val"][cls], counts["test"][cls]) == (train, val, test)
+    assert real_report["rejected"]["count"] == 0
+
+
+def test_quality_findings_match_the_known_facts(real_report):
+    q = real_report["quality"]
+    # ../shared/README.md: ~1,500 groups (~3,400 rows), a few hundred cross-split, a handful blank
+    assert 1400 <= q["duplicate_groups"] <= 1600 and 3200 <= q["duplicate_images"] <= 3600
+    assert 100 <= q["cross_split_images_in_train"] <= 1000
+    assert q["conflicting_groups"] > 0 and 5 <= q["blank_images"] <= 30
+    # cleaning touches train only: val and test keep every image
+    assert real_report["counts"]["test"] == real_report["counts_read"]["test"]
+    assert real_report["counts"]["val"] == real_report["counts_read"]["val"]

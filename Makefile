@@ -22,7 +22,7 @@ $(BIN)/python:
 
 # The exact versions in requirements.lock, then emowatch itself without dependencies.
 $(VENV)/.lock-installed: requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install -r requirements.lock
+	$(BIN)/python -m pip install --progress-bar off -r requirements.lock
 	touch $@
 
 .make/editable: pyproject.toml $(VENV)/.lock-installed
@@ -58,6 +58,7 @@ run: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_crop.py
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

@@ -80,3 +80,56 @@ def make_cfg(
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+ASTRONAUT_FACE = (174, 64, 98, 98)  # Haar's box on skimage's astronaut, x y w h
+
+
+def astronaut_rgb() -> np.ndarray:
+    """A real face photo shipped with scikit-image (512×512 RGB)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def save_exif_rotated(path: Path, rgb: np.ndarray) -> Path:
+    """Store the image turned 90° counter-clockwise with EXIF Orientation 6 (display: turn back)."""
+    from PIL import Image
+
+    img = Image.fromarray(np.rot90(rgb, k=1).copy())
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif)
+    return path
+
+
+def save_truncated(path: Path, rgb: np.ndarray) -> Path:
+    """A PNG cut in half, like an interrupted upload."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return path
+
+
+def make_photo_folder(root: Path) -> Path:
+    """One file per status the crop stage knows, under <root>/<class>/."""
+    from PIL import Image
+
+    rgb = astronaut_rgb()
+    for cls in ("angry", "happy", "sad", "neutral"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(root / "angry/AA.AN1.jpg")
+    Image.fromarray(np.full((256, 256), 128, np.uint8)).save(root / "angry/BB.AN1.png")  # no face
+    Image.fromarray(rgb).convert("P").save(root / "happy/CC.HA1.tiff")  # palette TIFF
+    save_exif_rotated(root / "happy/DD.HA1.jpg", rgb)
+    save_truncated(root / "sad/EE.SA1.png", rgb)
+    (root / "sad/FF.SA1.jpg").write_text("this is not a photo")
+    head = rgb[20:240, 110:340]
+    both = np.concatenate([head, head[:, ::-1]], axis=1)  # two faces side by side
+    Image.fromarray(both).save(root / "neutral/GG.NE1.png")
+    Image.fromarray(rgb).save(root / "HH.loose.jpg")
+    return root

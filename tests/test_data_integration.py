@@ -1,19 +1,26 @@
-"""`prepare` on the real FER2013 behind data.dvc (marked `data`; skips where it is not pulled)."""
+"""Stages on the real data behind data.dvc (marked `data`; skips where it is not pulled)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
-from emowatch.stages import prepare
-from tests.conftest import DATA
+from emowatch import config
+from emowatch.stages import crop_faces, prepare
+from tests.conftest import DATA, REPO
 
-pytestmark = [
-    pytest.mark.data,
-    pytest.mark.skipif(
-        not (DATA / "fer2013/fer2013.csv.gz").is_file(),
-        reason="FER2013 is not pulled: run `dvc pull data.dvc` (needs ../shared/dvc-store)",
-    ),
-]
+pytestmark = pytest.mark.data
+needs_fer = pytest.mark.skipif(
+    not (DATA / "fer2013/fer2013.csv.gz").is_file(),
+    reason="FER2013 is not pulled: run `dvc pull data.dvc` (needs ../shared/dvc-store)",
+)
+needs_photos = pytest.mark.skipif(
+    not (DATA / "photos").is_dir(),
+    reason="the photos are not pulled: run `dvc pull data.dvc` (needs ../shared/dvc-store)",
+)
 
 # ../shared/README.md: per-class counts (Training / PublicTest / PrivateTest)
 EXPECTED = {
@@ -27,28 +34,25 @@ EXPECTED = {
 }
 
 
+def real_cfg(tmp: Path, template: Path):
+    """The real conf/ reading the pulled data, writing everything under tmp."""
+    shutil.copy(template, tmp / "mlflow.db")
+    overrides = [
+        f"paths.data_dir={DATA}",
+        f"paths.artifacts_dir={tmp}/artifacts",
+        f"paths.reports_dir={tmp}/reports",
+        f"tracking.db={tmp}/mlflow.db",
+        f"tracking.artifacts_dir={tmp}/mlartifacts",
+    ]
+    return config.compose(overrides, root=REPO)
+
+
 @pytest.fixture(scope="module")
 def real_report(tmp_path_factory, mlflow_template):
-    import shutil
-
-    from emowatch import config
-    from tests.conftest import REPO
-
-    tmp = tmp_path_factory.mktemp("real")
-    shutil.copy(mlflow_template, tmp / "mlflow.db")
-    cfg = config.compose(
-        [
-            f"paths.data_dir={DATA}",
-            f"paths.artifacts_dir={tmp}/artifacts",
-            f"paths.reports_dir={tmp}/reports",
-            f"tracking.db={tmp}/mlflow.db",
-            f"tracking.artifacts_dir={tmp}/mlartifacts",
-        ],
-        root=REPO,
-    )
-    return prepare.main(cfg)
+    return prepare.main(real_cfg(tmp_path_factory.mktemp("real"), mlflow_template))
 
 
+@needs_fer
 def test_split_sizes_and_class_counts(real_report):
     counts = real_report["counts_read"]
     assert [sum(counts[s].values()) for s in ("train", "val", "test")] == [28709, 3589, 3589]
@@ -57,6 +61,7 @@ def test_split_sizes_and_class_counts(real_report):
     assert real_report["rejected"]["count"] == 0
 
 
+@needs_fer
 def test_quality_findings_match_the_known_facts(real_report):
     q = real_report["quality"]
     # ../shared/README.md: ~1,500 groups (~3,400 rows), a few hundred cross-split, a handful blank
@@ -66,3 +71,13 @@ def test_quality_findings_match_the_known_facts(real_report):
     # cleaning touches train only: val and test keep every image
     assert real_report["counts"]["test"] == real_report["counts_read"]["test"]
     assert real_report["counts"]["val"] == real_report["counts_read"]["val"]
+
+
+@needs_photos
+def test_faces_found_in_at_least_95_percent_of_the_photos(tmp_path, mlflow_template):
+    report = crop_faces.main(real_cfg(tmp_path, mlflow_template))
+    assert report["summary"]["files"] == 213
+    assert report["summary"]["with_face"] / 213 >= 0.95
+    splits = json.loads((tmp_path / "artifacts/photos/splits.json").read_text())
+    people = [{it["subject"] for it in splits[s]} for s in ("train", "val", "test")]
+    assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])

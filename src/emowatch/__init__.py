@@ -1,4 +1,9 @@
 """emowatch: an experiment-tracked pipeline that trains, promotes and deploys facial-expression
 models to notice angry customers early."""
 
+import os
+
+# No network at run time: albumentations otherwise checks PyPI for updates on import.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 __version__ = "0.1.0"

@@ -70,6 +70,19 @@ def params(
         _fail(str(err))
 
 
+def _run_stage(name: str, params_file: Path | None, overrides: list[str] | None) -> None:
+    """Load the config and run `emowatch.stages.<name>.main`; data errors exit 1 with a message."""
+    from importlib import import_module
+
+    from emowatch.data.fer2013 import DataError
+
+    cfg = _load(params_file, overrides)
+    try:
+        import_module(f"emowatch.stages.{name}").main(cfg)
+    except DataError as err:
+        _fail(str(err))
+
+
 @app.command()
 def prepare(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Stage `prepare`: validate FER2013 and write train/val/test arrays plus a data report.
@@ -78,14 +91,26 @@ def prepare(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     Rejected rows, duplicates, cross-split leaks, label conflicts and blank images are listed in
     the report; the stage fails when more than data.fer2013.max_bad_fraction is malformed.
     """
-    from emowatch.data.fer2013 import DataError
-    from emowatch.stages import prepare as stage
+    _run_stage("prepare", params_file, overrides)
 
-    cfg = _load(params_file, overrides)
-    try:
-        stage.main(cfg)
-    except DataError as err:
-        _fail(str(err))
+
+@app.command("crop-faces")
+def crop_faces(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `crop_faces`: detect, crop and split the faces in a business's own photos.
+
+    Every file under data.photos.root gets a status in the crop report (ok, multiple_faces,
+    no_face, unreadable, not_an_image); crops of data.photos.classes are split train/val/test,
+    subject-independent when data.photos.subject_regex is set. Writes a contact sheet and a
+    sheet of the misses.
+    """
+    _run_stage("crop_faces", params_file, overrides)
+
+
+@app.command()
+def augment(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `augment`: build the albumentations training pipeline from conf/augment, save it
+    (training applies it to training data only) and draw a preview grid of one face."""
+    _run_stage("augment", params_file, overrides)
 
 
 @app.command()

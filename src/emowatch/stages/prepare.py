@@ -8,7 +8,6 @@ MLflow. Cleaning options touch the train split only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -25,6 +24,7 @@ from emowatch.data.fer2013 import (
     read_csv,
     read_folders,
 )
+from emowatch.files import write_json
 from emowatch.tracking.runs import stage_run
 
 STAGE = "prepare"
@@ -234,13 +234,8 @@ def write_outputs(table: Fer2013Table, report: dict, dcfg: DictConfig, root: Pat
         **{k: v for k, v in report["quality"].items() if isinstance(v, int)},
         "dropped_from_train": report["dropped_from_train"]["total"],
     }
-    _write_json(resolve_path(dcfg.metrics, root), metrics)
+    write_json(resolve_path(dcfg.metrics, root), metrics)
     return metrics
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def main(cfg: DictConfig, root: Path | None = None) -> dict:
@@ -252,11 +247,11 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
         try:
             table, report = build(cfg, root)
         except _Failed as failed:
-            _write_json(report_path, failed.report)
+            write_json(report_path, failed.report)
             mlflow.log_artifact(str(report_path))
             raise DataError(f"{failed} — the data cannot be trusted; see {report_path}") from None
         metrics = write_outputs(table, report, dcfg, root)
-        _write_json(report_path, report)
+        write_json(report_path, report)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_artifact(str(report_path))
         print(format_summary(report))

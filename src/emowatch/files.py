@@ -1,0 +1,13 @@
+"""Small file helpers shared by the stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_json(path: Path, data: dict | list) -> Path:
+    """Write pretty JSON, creating the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,68 @@
+"""The augmentation pipeline from config, its saved form, and the `augment` stage."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from emowatch.data import augmentation
+from emowatch.data.fer2013 import DataError
+from emowatch.stages import augment, crop_faces
+from tests.conftest import make_photo_folder
+
+
+def test_pipeline_from_config_in_order(make_cfg):
+    pipeline = augmentation.build(make_cfg().augment, seed=0)
+    names = [type(t).__name__ for t in pipeline.transforms]
+    assert names == [
+        "HorizontalFlip",
+        "Rotate",
+        "Affine",
+        "RandomBrightnessContrast",
+        "CoarseDropout",
+    ]
+    rotate = pipeline.transforms[1]
+    assert rotate.limit == (-15, 15) and rotate.p == 0.5
+
+
+def test_a_transform_can_be_dropped_or_changed(make_cfg):
+    cfg = make_cfg("~augment.transforms.dropout", "augment.transforms.rotate.limit=20")
+    pipeline = augmentation.build(cfg.augment)
+    assert len(pipeline.transforms) == 4 and pipeline.transforms[1].limit == (-20, 20)
+
+
+def test_saved_pipeline_loads_and_replays_with_a_seed(make_cfg, tmp_path):
+    path = augmentation.save(augmentation.build(make_cfg().augment, seed=3), tmp_path / "p.json")
+    loaded = augmentation.load(path)
+    assert isinstance(loaded, A.Compose) and len(loaded.transforms) == 5
+    img = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+    loaded.set_random_seed(7)
+    first = loaded(image=img)["image"]
+    loaded.set_random_seed(7)
+    assert first.shape == (48, 48) and np.array_equal(first, loaded(image=img)["image"])
+    with pytest.raises(FileNotFoundError, match="dvc repro augment"):
+        augmentation.load(tmp_path / "absent.json")
+
+
+def test_stage_writes_pipeline_and_preview(make_cfg, tmp_path):
+    make_photo_folder(tmp_path / "data/photos")
+    cfg = make_cfg("data.photos.min_face_rate=0.3", "augment.preview_variants=4")
+    crop_faces.main(cfg)
+    saved = augment.main(cfg)
+    assert saved == tmp_path / "artifacts/augment/pipeline.json" and saved.is_file()
+    assert (tmp_path / "reports/augment/preview.png").stat().st_size > 0
+    client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
+    exp = client.get_experiment_by_name("emowatch").experiment_id
+    (run,) = client.search_runs([exp], filter_string="tags.`emowatch.stage` = 'augment'")
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "pipeline.json",
+        "preview.png",
+    }
+    assert run.data.params["augment.transforms.rotate.limit"] == "15"
+
+
+def test_stage_without_crops_says_what_to_run(make_cfg):
+    with pytest.raises(DataError, match="dvc repro crop_faces"):
+        augment.main(make_cfg())

@@ -1,0 +1,104 @@
+"""The `crop_faces` stage on a tiny folder holding one file per status."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+from mlflow.tracking import MlflowClient
+
+from emowatch.data import faces, photos
+from emowatch.data.fer2013 import DataError
+from emowatch.stages import crop_faces
+from tests.conftest import make_photo_folder
+
+EXPECTED = {
+    "HH.loose.jpg": "not_in_class_folder",
+    "angry/AA.AN1.jpg": "ok",
+    "angry/BB.AN1.png": "no_face",
+    "happy/CC.HA1.tiff": "ok",
+    "happy/DD.HA1.jpg": "ok",
+    "neutral/GG.NE1.png": "multiple_faces",
+    "sad/EE.SA1.png": "unreadable",
+    "sad/FF.SA1.jpg": "not_an_image",
+}
+
+
+@pytest.fixture
+def photo_cfg(make_cfg, tmp_path):
+    make_photo_folder(tmp_path / "data/photos")
+    return make_cfg("data.photos.min_face_rate=0.3")
+
+
+def test_every_file_gets_a_status_and_faces_are_cropped(photo_cfg, tmp_path, capsys):
+    report = crop_faces.main(photo_cfg)
+    statuses = {e["file"]: e["status"] for e in report["files"]}
+    assert statuses == EXPECTED
+    assert report["summary"]["by_status"]["ok"] == 3 and report["summary"]["with_face"] == 4
+
+    crops = tmp_path / "artifacts/photos/crops"
+    for name in ("angry/AA.AN1.png", "happy/CC.HA1.png", "happy/DD.HA1.png", "neutral/GG.NE1.png"):
+        img = cv2.imread(str(crops / name), cv2.IMREAD_GRAYSCALE)
+        assert img.shape == (96, 96)
+        # the crop contains the face: the detector finds one filling most of it
+        (face,) = faces.HaarDetector(min_size=20)(img)
+        assert face.box[2] > 40
+    assert sorted(p.name for p in crops.rglob("*.png")) == sorted(
+        ["AA.AN1.png", "CC.HA1.png", "DD.HA1.png", "GG.NE1.png"]
+    )
+    entry = next(e for e in report["files"] if e["file"] == "angry/AA.AN1.jpg")
+    assert entry["score"] > 0 and len(entry["box"]) == 4 and entry["crop"] == "angry/AA.AN1.png"
+
+    reports = tmp_path / "reports/crop_faces"
+    saved = json.loads((reports / "report.json").read_text())
+    assert len(saved["files"]) == 8
+    assert saved["summary"]["by_class"]["sad"]["unreadable"] == 1
+    assert (reports / "contact_sheet.png").stat().st_size > 0 and (reports / "misses.png").is_file()
+    assert json.loads((reports / "metrics.json").read_text())["n_no_face"] == 1
+    assert "faces found in 4/8 files" in capsys.readouterr().out
+
+    client = MlflowClient(f"sqlite:///{photo_cfg.tracking.db}")
+    (run,) = client.search_runs([client.get_experiment_by_name("emowatch").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics["face_rate"] == 0.5
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.json", "contact_sheet.png", "misses.png", "splits.json"} <= logged
+
+
+def test_splits_cover_kept_classes_only(photo_cfg, tmp_path):
+    crop_faces.main(photo_cfg)
+    splits = json.loads((tmp_path / "artifacts/photos/splits.json").read_text())
+    assert splits["by_subject"] and splits["classes"] == ["angry", "happy", "neutral", "sad"]
+    listed = [it["crop"] for s in ("train", "val", "test") for it in splits[s]]
+    assert sorted(listed) == sorted(
+        ["angry/AA.AN1.png", "happy/CC.HA1.png", "happy/DD.HA1.png", "neutral/GG.NE1.png"]
+    )
+
+
+def test_too_few_faces_fails_loudly(make_cfg, tmp_path):
+    make_photo_folder(tmp_path / "data/photos")
+    cfg = make_cfg("data.photos.min_face_rate=0.9")
+    with pytest.raises(DataError, match=r"faces found in only 4 of 8 photos"):
+        crop_faces.main(cfg)
+    report = json.loads((tmp_path / "reports/crop_faces/report.json").read_text())
+    assert len(report["files"]) == 8  # the report is written before failing
+
+
+def test_unmatched_subject_regex_fails(make_cfg, tmp_path):
+    make_photo_folder(tmp_path / "data/photos")
+    cfg = make_cfg("data.photos.min_face_rate=0.3", "data.photos.subject_regex='^(\\d+)_'")
+    with pytest.raises(DataError, match=r"do not match data\.photos\.subject_regex"):
+        crop_faces.main(cfg)
+
+
+def test_subject_split_keeps_people_apart_and_stratified_split_without_regex():
+    items = [{"label": i % 4, "subject": f"S{i % 7}"} for i in range(70)]
+    parts = photos.split(items, val=0.2, test=0.2, seed=1, by_subject=True)
+    subjects = {s: {it["subject"] for it in parts[s]} for s in parts}
+    assert not subjects["train"] & subjects["val"] and not subjects["train"] & subjects["test"]
+    assert not subjects["val"] & subjects["test"] and len(subjects["test"]) == 1
+    assert sum(len(p) for p in parts.values()) == 70
+    strat = photos.split(items, val=0.2, test=0.2, seed=1, by_subject=False)
+    assert [sum(it["label"] == c for it in strat["test"]) for c in range(4)] == [4, 4, 3, 3]
+    assert photos.subject_of("KA.AN1.39.tiff", r"^([A-Za-z]+)\.") == "KA"
+    assert photos.subject_of("0001.png", r"^([A-Za-z]+)\.") is None

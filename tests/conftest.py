@@ -133,3 +133,58 @@ def make_photo_folder(root: Path) -> Path:
     Image.fromarray(both).save(root / "neutral/GG.NE1.png")
     Image.fromarray(rgb).save(root / "HH.loose.jpg")
     return root
+
+
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def make_fer_arrays(out_dir: Path, per_class: int = 4, size: int = 48, seed: int = 0) -> Path:
+    """Tiny learnable FER2013-like arrays: each class is a different bright band plus noise."""
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for s, split in enumerate(("train", "val", "test")):
+        x, y = [], []
+        for c in range(len(FER_CLASSES)):
+            for _ in range(per_class):
+                img = rng.integers(0, 60, (size, size)).astype(np.uint8)
+                band = slice(c * size // 7, (c + 1) * size // 7)
+                img[band, :] += 150
+                x.append(img)
+                y.append(c)
+        np.savez(
+            out_dir / f"{split}.npz",
+            x=np.stack(x),
+            y=np.array(y),
+            row=np.arange(len(y)) + 1000 * s,
+            classes=np.array(FER_CLASSES),
+        )
+    return out_dir
+
+
+TINY_TRAINING = (
+    "train.fer2013.max_epochs=2",
+    "train.fer2013.batch_size=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "models.cnn1.net.filters=[8,16]",
+    "models.cnn1.net.units=[16]",
+    "models.cnn2.net.filters=[8,16]",
+    "models.cnn2.net.units=[16]",
+    "models.cnn3.net.filters=[8,16]",
+    "models.cnn3.net.units=[16]",
+)
+
+
+@pytest.fixture
+def tiny_fer(make_cfg, tmp_path):
+    """A composed config whose FER2013 arrays and augmentation pipeline are tiny and ready."""
+    from emowatch.data import augmentation
+
+    def _make(*overrides: str):
+        cfg = make_cfg(*TINY_TRAINING, *overrides)
+        make_fer_arrays(Path(cfg.data.fer2013.out_dir))
+        augmentation.save(augmentation.build(cfg.augment, seed=0), Path(cfg.augment.pipeline))
+        return cfg
+
+    return _make

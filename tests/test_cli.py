@@ -12,8 +12,31 @@ runner = CliRunner()
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("params", "prepare", "info"):
+    for command in (
+        "params",
+        "prepare",
+        "crop-faces",
+        "augment",
+        "tune",
+        "train",
+        "evaluate",
+        "register",
+        "promote",
+        "info",
+    ):
         assert command in result.output
+
+
+def test_train_help_explains_options():
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--dataset" in result.output and "--model" in result.output
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    result = runner.invoke(
+        app, ["train", "-d", "fer2013", "-m", "cnn9", f"tracking.db={tmp_path}/m.db"]
+    )
+    assert result.exit_code == 1 and "unknown model 'cnn9'" in result.output
 
 
 def test_params_check_passes_in_the_repo():

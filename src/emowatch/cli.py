@@ -70,7 +70,9 @@ def params(
         _fail(str(err))
 
 
-def _run_stage(name: str, params_file: Path | None, overrides: list[str] | None) -> None:
+def _run_stage(
+    name: str, params_file: Path | None, overrides: list[str] | None, **kwargs: str
+) -> None:
     """Load the config and run `emowatch.stages.<name>.main`; data errors exit 1 with a message."""
     from importlib import import_module
 
@@ -78,9 +80,12 @@ def _run_stage(name: str, params_file: Path | None, overrides: list[str] | None)
 
     cfg = _load(params_file, overrides)
     try:
-        import_module(f"emowatch.stages.{name}").main(cfg)
-    except DataError as err:
+        import_module(f"emowatch.stages.{name}").main(cfg, **kwargs)
+    except (DataError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
+
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="fer2013 or photos.")]
 
 
 @app.command()
@@ -114,6 +119,74 @@ def augment(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
 
 
 @app.command()
+def train(
+    dataset: DatasetOpt,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A model of the series: cnn1, cnn2, cnn3.")
+    ],
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Stage `train`: train one model of the CNN series on one dataset with Lightning.
+
+    Early stopping and the best checkpoint watch train.monitor on val; the best checkpoint is
+    scored on val and test. Logs params, per-epoch curves, classification report, confusion
+    matrix, checkpoint and the model to MLflow. A killed run resumes from its last checkpoint.
+    """
+    _run_stage("train", params_file, overrides, dataset=dataset, model=model)
+
+
+@app.command()
+def tune(dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `tune`: Optuna study of the series' tuned model on one dataset.
+
+    Seeded TPE over per-layer sizes, dropouts, learning rate and batch size (conf/tune), median
+    pruning, objective on val. The study is a sqlite file: a killed study continues where it
+    stopped. Writes the best params that `train --model cnn3` reads; each trial is an MLflow
+    child run.
+    """
+    _run_stage("tune", params_file, overrides, dataset=dataset)
+
+
+@app.command()
+def evaluate(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="A trained model: cnn1, cnn2, cnn3.")],
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Stage `evaluate`: test metrics of one trained model, with the angry threshold chosen on val.
+
+    Writes classification report, confusion matrix, precision-recall curve, correct/wrong faces,
+    feature maps, Grad-CAM and behavioural checks; tags the model's run with its threshold.
+    """
+    _run_stage("evaluate", params_file, overrides, dataset=dataset, model=model)
+
+
+@app.command()
+def register(
+    dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOpt = None
+) -> None:
+    """Stage `register`: register every evaluated model of a dataset in MLflow (tagged with its
+    metrics, threshold, data hash, commit) and alias the best on val `challenger`."""
+    _run_stage("register", params_file, overrides, dataset=dataset)
+
+
+@app.command()
+def promote(
+    dataset: DatasetOpt,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Make the previous champion champion again.")
+    ] = False,
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Promote the challenger to `champion` if it passes the gate (conf/registry); the replaced
+    champion becomes `previous`. Prints and records the decision and its reason."""
+    _run_stage("promote", params_file, overrides, dataset=dataset, rollback=rollback)
+
+
+@app.command()
 def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Print where the MLflow store, reports and plots are, and how to browse them."""
     from emowatch.tracking.runs import tracking_uri
@@ -130,6 +203,36 @@ def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     typer.echo(
         f"browse runs  : mlflow ui --backend-store-uri {uri} --port 5000  (then open http://127.0.0.1:5000)"
     )
+    _print_champions(cfg, uri)
+
+
+def _print_champions(cfg, uri: str) -> None:
+    """The registered models with their champion and challenger, where the store has them."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from emowatch.tracking.registry import CHALLENGER, CHAMPION, get_alias
+
+    client = MlflowClient(uri)
+    for name in cfg.registry.names.values():
+        try:
+            client.get_registered_model(name)
+        except MlflowException:  # not registered yet
+            continue
+        for alias in (CHAMPION, CHALLENGER):
+            v = get_alias(client, name, alias)
+            if v is None:
+                typer.echo(f"{name}@{alias}: none")
+                continue
+            acc, rec, prec = (
+                v.tags.get(f"test_{k}", "?")
+                for k in ("accuracy", "recall_angry_at_threshold", "precision_angry_at_threshold")
+            )
+            threshold = v.tags.get("threshold_angry")
+            typer.echo(
+                f"{name}@{alias}: v{v.version} ({v.tags.get('model')}) test accuracy {acc}, "
+                f"angry recall {rec} / precision {prec} at threshold {threshold}"
+            )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -108,8 +108,8 @@ def run_tags(stage: str, root: Path | None = None) -> dict[str, str]:
         TAG_PID: str(os.getpid()),
         "mlflow.source.git.commit": sha,
     }
-    if os.environ.get(PIPELINE_ENV):
-        tags[TAG_PIPELINE] = os.environ[PIPELINE_ENV]
+    # One id per reproduction: set by `make run` / retrain, else the commit (and dirtiness).
+    tags[TAG_PIPELINE] = os.environ.get(PIPELINE_ENV) or f"{sha[:12]}{'-dirty' if dirty else ''}"
     return tags
 
 
@@ -170,11 +170,25 @@ def stage_run(
     params: Mapping[str, object] | None = None,
     nested: bool = False,
     root: Path | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Open an MLflow run for a pipeline stage, tagged and always closed with a true status."""
+    """Open an MLflow run for a pipeline stage, tagged and always closed with a true status.
+
+    `run_id` reopens an earlier run (a resumed training continues its curves); `system_metrics`
+    records CPU, memory and GPU use alongside.
+    """
     experiment_id = setup(cfg, root)
     close_orphaned_runs(experiment_id, stage)
-    run = mlflow.start_run(run_name=run_name or stage, tags=run_tags(stage, root), nested=nested)
+    all_tags = run_tags(stage, root) | dict(tags or {})
+    run = mlflow.start_run(
+        run_id=run_id,
+        run_name=None if run_id else (run_name or stage),
+        tags=all_tags,
+        nested=nested,
+        log_system_metrics=system_metrics or None,
+    )
     try:
         with _sigterm_as_interrupt():
             if params:
@@ -183,8 +197,10 @@ def stage_run(
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
         raise
-    except BaseException:
-        mlflow.end_run(status="FAILED")
+    except BaseException as err:
+        # Lightning answers Ctrl-C/SIGTERM with a graceful shutdown, then sys.exit(1).
+        interrupted = isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt)
+        mlflow.end_run(status="KILLED" if interrupted else "FAILED")
         raise
     else:
         mlflow.end_run(status="FINISHED")
@@ -197,3 +213,27 @@ def log_params(params: Mapping[str, object]) -> None:
         text = str(value)
         clean[key] = text if len(text) <= 6000 else text[:5997] + "..."
     mlflow.log_params(clean)
+
+
+def log_torch_model(
+    net: object, input_shape: tuple[int, ...], metadata: Mapping[str, object]
+) -> str:
+    """Log a network with `mlflow.pytorch.log_model` (pickle, any batch size); return its URI.
+
+    The input example has batch size 2 so the signature's batch dimension stays variable.
+    """
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    example = np.zeros((2, *input_shape), dtype=np.float32)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    info = mlflow.pytorch.log_model(
+        net,
+        name="model",
+        input_example=example,
+        serialization_format="pickle",
+        pip_requirements=requirements,
+        metadata=dict(metadata),
+    )
+    return info.model_uri

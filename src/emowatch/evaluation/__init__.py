@@ -1,0 +1,1 @@
+"""Evaluation: the angry operating point, test metrics, and what the model looks at."""

@@ -1,0 +1,91 @@
+"""DVC stage `register` (one per dataset): every evaluated model becomes a version of the
+dataset's registered model, tagged with its metrics, threshold, data hash and git commit; the
+best candidate, chosen on val, gets the alias `challenger`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+from emowatch.files import write_json
+from emowatch.tracking import registry
+from emowatch.tracking.runs import data_hash, git_info, stage_run
+
+STAGE = "register"
+
+
+def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[dict]:
+    """The evaluated models of a dataset, with what registration needs."""
+    client, out = MlflowClient(), []
+    sha, _ = git_info(root)
+    for model in cfg.registry.candidates:
+        metrics_path = resolve_path(cfg.evaluate.dir, root) / dataset / model / "metrics.json"
+        info_path = resolve_path(cfg.train.models_dir, root) / dataset / model / "model.json"
+        if not metrics_path.is_file() or not info_path.is_file():
+            raise FileNotFoundError(
+                f"{metrics_path} or {info_path} missing: run `dvc repro evaluate@{dataset}-{model}`"
+            )
+        info = json.loads(info_path.read_text())
+        run = client.get_run(info["mlflow_run_id"])
+        out.append(
+            {
+                "model": model,
+                "metrics": json.loads(metrics_path.read_text()),
+                "train_run": info["mlflow_run_id"],
+                "model_uri": run.data.tags["emowatch.model_uri"],
+                "extra_tags": {
+                    "dataset": dataset,
+                    "classes": json.dumps(info["classes"]),
+                    "input_shape": json.dumps(info["input_shape"]),
+                    "normalize_mean": info["normalize"]["mean"],
+                    "normalize_std": info["normalize"]["std"],
+                    "git_commit": sha,
+                    "data_hash": data_hash(root),
+                },
+            }
+        )
+    return out
+
+
+def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
+    """Register the dataset's candidates and set `challenger`; returns the registration report."""
+    rcfg = cfg.registry
+    name = rcfg.names[dataset]
+    with stage_run(
+        cfg, STAGE, run_name=f"register-{dataset}", root=root, tags={"emowatch.dataset": dataset}
+    ):
+        client = MlflowClient()
+        found = candidates(cfg, dataset, root)
+        versions = {c["model"]: registry.register(client, name, c) for c in found}
+        best = registry.choose_challenger(found, rcfg.selection_metric, rcfg.accuracy_guard)
+        chosen = versions[best["model"]].version
+        client.set_registered_model_alias(name, registry.CHALLENGER, chosen)
+        report = {
+            "registered_model": name,
+            "challenger": {"model": best["model"], "version": chosen},
+            "selection": {
+                "metric": f"val {rcfg.selection_metric}",
+                "accuracy_guard": rcfg.accuracy_guard,
+            },
+            "versions": {
+                m: {"version": v.version, "val": {k: c["metrics"]["val"][k] for k in registry.KEYS}}
+                for (m, v), c in zip(versions.items(), found, strict=True)
+            },
+        }
+        path = write_json(resolve_path(rcfg.dir, root) / f"{dataset}_register.json", report)
+        mlflow.log_artifact(str(path))
+        mlflow.log_params(
+            {
+                "registered_model": name,
+                "challenger_model": best["model"],
+                "challenger_version": chosen,
+            }
+        )
+        listed = ", ".join(f"{m} v{v.version}" for m, v in versions.items())
+        print(f"{name}: versions {listed}; challenger {best['model']} (v{chosen})")
+    return report

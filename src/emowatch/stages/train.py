@@ -1,0 +1,204 @@
+"""DVC stage `train` (one per dataset × model of the CNN series): Lightning training tracked in
+MLflow.
+
+Selection happens on val only: early stopping and the best checkpoint watch
+`train.monitor`. The best checkpoint is then scored on val and test (test figures are reported,
+never used to choose). A run killed mid-way resumes from its last checkpoint on the next
+`dvc repro` when its config and inputs are unchanged, continuing the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import lightning.pytorch as L
+import mlflow
+import torch
+import yaml
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from emowatch.config import flatten, resolve_path
+from emowatch.data import augmentation
+from emowatch.data.datamodule import SplitArrays, load_dataset
+from emowatch.data.fer2013 import DataError
+from emowatch.files import write_json
+from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
+from emowatch.training import reports
+from emowatch.training.fit import (
+    EpochHistory,
+    apply_params,
+    build_datamodule,
+    build_module,
+    build_trainer,
+    file_hash,
+    fingerprint,
+    predict_proba,
+    record_state,
+    resume_point,
+)
+
+STAGE = "train"
+
+
+def model_config(
+    cfg: DictConfig, dataset: str, model: str, root: Path | None
+) -> tuple[DictConfig, int, dict]:
+    """The model's config and batch size, with the tuned params applied for a tuned model."""
+    if model not in cfg.models:
+        raise ValueError(f"unknown model {model!r} (configured: {', '.join(cfg.models)})")
+    mcfg, batch = cfg.models[model], int(cfg.train[dataset].batch_size)
+    if not mcfg.tuned:
+        return mcfg, batch, {}
+    path = best_params_path(cfg, dataset, root)
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro tune@{dataset}` first")
+    best = yaml.safe_load(path.read_text())["params"]
+    tuned, batch = apply_params(mcfg, batch, best)
+    return tuned, batch, best
+
+
+def best_params_path(cfg: DictConfig, dataset: str, root: Path | None = None) -> Path:
+    return resolve_path(cfg.tune.dir, root) / dataset / "best_params.yaml"
+
+
+def input_files(cfg: DictConfig, dataset: str, root: Path | None) -> list[Path]:
+    """The files a training run reads (their hashes join the resume fingerprint)."""
+    files = [resolve_path(cfg.augment.pipeline, root)]
+    if dataset == "fer2013":
+        out = resolve_path(cfg.data.fer2013.out_dir, root)
+        files += [out / f"{s}.npz" for s in ("train", "val", "test")]
+    else:
+        files.append(resolve_path(cfg.data.photos.splits, root))
+    return files
+
+
+def evaluate_best(
+    module: L.LightningModule, arrays: SplitArrays, mean: float, std: float
+) -> dict[str, tuple]:
+    """Probabilities and labels of val and test under the best weights."""
+    return {
+        split: (predict_proba(module.net, arrays.x[split], mean, std), arrays.y[split])
+        for split in ("val", "test")
+    }
+
+
+def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
+    """Train `model` on `dataset`; returns the metrics written to the stage's metrics JSON."""
+    tcfg = cfg.train
+    mcfg, batch_size, tuned = model_config(cfg, dataset, model, root)
+    arrays = load_dataset(cfg, dataset, root)
+    augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
+    name = f"{dataset}-{model}"
+    ckpt_dir = resolve_path(tcfg.checkpoints_dir, root) / dataset / model
+    model_dir = resolve_path(tcfg.models_dir, root) / dataset / model
+    report_dir = resolve_path(tcfg.reports_dir, root) / dataset / model
+    key = fingerprint(
+        mcfg,
+        batch_size,
+        tcfg[dataset],
+        tcfg.monitor,
+        cfg.scheduler,
+        cfg.trainer,
+        cfg.seed,
+        [file_hash(p) for p in input_files(cfg, dataset, root)],
+    )
+    if tcfg.resume:
+        last, run_id = resume_point(ckpt_dir, key)
+    else:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        last, run_id = None, None
+    params = (
+        flatten(mcfg, "model")
+        | flatten(tcfg[dataset], "train")
+        | flatten(cfg.scheduler, "scheduler")
+    )
+    params |= {"batch_size": batch_size, "dataset": dataset, "model_name": model, "seed": cfg.seed}
+    params |= {"train.monitor": tcfg.monitor, "n_train": len(arrays.y["train"])}
+    tags = {"emowatch.dataset": dataset, "emowatch.model": model}
+    if last:
+        tags["emowatch.resumed_from"] = str(last)
+    with stage_run(
+        cfg,
+        STAGE,
+        run_name=f"train-{name}",
+        params=params,
+        root=root,
+        tags=tags,
+        run_id=run_id,
+        system_metrics=True,
+    ) as run:
+        record_state(ckpt_dir, key, run.info.run_id, done=False)
+        L.seed_everything(cfg.seed, workers=True)
+        datamodule = build_datamodule(cfg, arrays, dataset, batch_size, augment)
+        module = build_module(cfg, mcfg, arrays, dataset, datamodule.loss_weights())
+        logger = MLFlowLogger(
+            experiment_name=cfg.tracking.experiment,
+            tracking_uri=tracking_uri(cfg, root),
+            run_id=run.info.run_id,
+        )
+        history = EpochHistory()
+        trainer = build_trainer(cfg, dataset, tcfg[dataset].max_epochs, ckpt_dir, logger, history)
+        if last:
+            print(f"resuming {name} from {last}")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+
+        best = Path(trainer.checkpoint_callback.best_model_path or ckpt_dir / "last.ckpt")
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+        norm = tcfg[dataset].normalize
+        scored = evaluate_best(module, arrays, norm.mean, norm.std)
+        metrics = {
+            split: reports.split_metrics(p, y, arrays.classes) for split, (p, y) in scored.items()
+        }
+        metrics |= {"best_epoch": int(state["epoch"]), "epochs": len(history.rows)}
+
+        model_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(best, model_dir / "model.ckpt")
+        info = {
+            "dataset": dataset,
+            "model": model,
+            "classes": arrays.classes,
+            "input_shape": [1, arrays.image_size, arrays.image_size],
+            "normalize": {"mean": norm.mean, "std": norm.std},
+            "net": OmegaConf.to_container(mcfg.net, resolve=True),
+            "tuned_params": tuned,
+            "mlflow_run_id": run.info.run_id,
+        }
+        write_json(model_dir / "model.json", info)
+        p_val, y_val = scored["val"]
+        files = [
+            write_json(
+                report_dir / "classification_report_val.json",
+                reports.report_dict(p_val, y_val, arrays.classes),
+            ),
+            reports.confusion_png(
+                p_val, y_val, arrays.classes, report_dir / "confusion_val.png", f"{name}: val"
+            ),
+            *reports.write_curves(
+                history.rows, report_dir / "curves.csv", report_dir / "learning_curves.png", name
+            ),
+        ]
+        text = reports.report_text(p_val, y_val, arrays.classes)
+        (report_dir / "classification_report_val.txt").write_text(text)
+        files.append(report_dir / "classification_report_val.txt")
+        write_json(report_dir / "metrics.json", metrics)
+        for split in ("val", "test"):
+            mlflow.log_metrics(
+                {f"best_{split}/{k}": v for k, v in metrics[split].items() if k != "n"}
+            )
+        for path in [*files, report_dir / "metrics.json", model_dir / "model.json"]:
+            mlflow.log_artifact(str(path))
+        mlflow.log_artifact(str(model_dir / "model.ckpt"), artifact_path="checkpoint")
+        model_uri = log_torch_model(module.net.eval(), tuple(info["input_shape"]), info)
+        mlflow.set_tag("emowatch.model_uri", model_uri)
+        record_state(ckpt_dir, key, run.info.run_id, done=True)
+        v, t = metrics["val"], metrics["test"]
+        nan = float("nan")
+        print(
+            f"{name}: best epoch {metrics['best_epoch']} | val acc {v['accuracy']:.3f} "
+            f"recall_angry {v.get('recall_angry', nan):.3f} | test acc {t['accuracy']:.3f} "
+            f"recall_angry {t.get('recall_angry', nan):.3f}"
+        )
+    return metrics

@@ -1,0 +1,207 @@
+"""Build and run one Lightning training from config; shared by the `train` and `tune` stages."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
+from omegaconf import DictConfig, OmegaConf
+
+from emowatch.data.datamodule import FaceDataModule, SplitArrays, to_tensor
+from emowatch.models.classifier import EmotionClassifier
+
+TUNED_KEYS = ("conv_dropout", "dense_dropout", "lr", "batch_size")
+
+
+def apply_params(
+    model_cfg: DictConfig, batch_size: int, params: dict[str, Any]
+) -> tuple[DictConfig, int]:
+    """Override a model config with tuned params (filters_<i>, units_<i>, dropouts, lr, batch)."""
+    out = copy.deepcopy(model_cfg)
+    filters = [params.get(f"filters_{i}", f) for i, f in enumerate(out.net.filters)]
+    units = [params.get(f"units_{i}", u) for i, u in enumerate(out.net.units)]
+    out.net.filters, out.net.units = filters, units
+    for key in ("conv_dropout", "dense_dropout"):
+        if key in params:
+            out.net[key] = params[key]
+    if "lr" in params:
+        out.optimizer.lr = params["lr"]
+    return out, int(params.get("batch_size", batch_size))
+
+
+def build_net(model_cfg: DictConfig, arrays: SplitArrays) -> torch.nn.Module:
+    """The network of a model config, sized for the dataset."""
+    return instantiate(
+        model_cfg.net, num_classes=len(arrays.classes), in_channels=1, input_size=arrays.image_size
+    )
+
+
+def build_module(
+    cfg: DictConfig,
+    model_cfg: DictConfig,
+    arrays: SplitArrays,
+    dataset: str,
+    weights: list[float] | None,
+) -> EmotionClassifier:
+    """The LightningModule with the network, optimizer and scheduler injected from config."""
+    scfg = cfg.get("scheduler")
+    scheduler = instantiate(scfg) if scfg else None
+    return EmotionClassifier(
+        net=build_net(model_cfg, arrays),
+        optimizer=instantiate(model_cfg.optimizer),
+        classes=arrays.classes,
+        scheduler=scheduler,
+        scheduler_total_steps=bool(scfg and "OneCycle" in scfg._target_),
+        class_weights=weights,
+        label_smoothing=cfg.train[dataset].label_smoothing,
+        target_recall=cfg.train.target_recall,
+    )
+
+
+def build_datamodule(
+    cfg: DictConfig, arrays: SplitArrays, dataset: str, batch_size: int, augment: Any
+) -> FaceDataModule:
+    dcfg = cfg.train[dataset]
+    return FaceDataModule(
+        arrays,
+        batch_size=batch_size,
+        mean=dcfg.normalize.mean,
+        std=dcfg.normalize.std,
+        augment=augment,
+        balance=dcfg.balance,
+        num_workers=cfg.train.num_workers,
+        seed=cfg.seed,
+    )
+
+
+class EpochHistory(Callback):
+    """Per-epoch train/val metrics and learning rate, kept in checkpoints so resumes continue it."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        row = {"epoch": float(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("train/", "val/")):
+                row[key] = float(value)
+        if trainer.optimizers:
+            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+def build_trainer(
+    cfg: DictConfig,
+    dataset: str,
+    max_epochs: int,
+    ckpt_dir: Path | None,
+    logger: Any,
+    history: EpochHistory,
+    extra: Sequence[Callback] = (),
+) -> L.Trainer:
+    """A Trainer with early stopping and checkpoints (best + last) on the validation monitor."""
+    tcfg = cfg.train
+    patience = tcfg[dataset].early_stopping_patience
+    callbacks: list[Callback] = [
+        EarlyStopping(monitor=tcfg.monitor, mode=tcfg.mode, patience=patience),
+        history,
+        *extra,
+    ]
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if ckpt_dir is not None:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor=tcfg.monitor,
+                mode=tcfg.mode,
+                save_last=True,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
+    return instantiate(
+        cfg.trainer,
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger if logger else False,
+        enable_checkpointing=ckpt_dir is not None,
+        default_root_dir=str(ckpt_dir) if ckpt_dir else None,
+    )
+
+
+@torch.inference_mode()
+def predict_proba(
+    net: torch.nn.Module, x: np.ndarray, mean: float, std: float, batch: int = 512
+) -> np.ndarray:
+    """Class probabilities for uint8 faces (N, H, W), in eval mode."""
+    was_training = net.training
+    net.eval()
+    out = [
+        net(to_tensor(x[i : i + batch], mean, std)).softmax(dim=1) for i in range(0, len(x), batch)
+    ]
+    net.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+# --- checkpoints and resume -------------------------------------------------------------------
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of config sections and input-file hashes."""
+    data = [
+        OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts
+    ]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resume_point(ckpt_dir: Path, print_key: str) -> tuple[Path | None, str | None]:
+    """(last checkpoint, MLflow run id) of an unfinished run with the same fingerprint.
+
+    Anything else in the folder (a finished run, another config) is cleared: DVC only re-runs a
+    stage when something changed, so a finished run there is stale.
+    """
+    state_path, last = ckpt_dir / "state.json", ckpt_dir / "last.ckpt"
+    if state_path.is_file() and last.is_file():
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") == print_key and not state.get("done"):
+            return last, state.get("run_id")
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    return None, None
+
+
+def record_state(ckpt_dir: Path, print_key: str, run_id: str, done: bool) -> None:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    state = {"fingerprint": print_key, "run_id": run_id, "done": done}
+    (ckpt_dir / "state.json").write_text(json.dumps(state, indent=2))

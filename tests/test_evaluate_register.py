@@ -78,6 +78,15 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     saved = json.loads((tmp_path_of(cfg) / "fer2013_promotion.json").read_text())
     assert saved["reason"] == decision["reason"]
 
+    # `emowatch info` (the end of `make run`) shows the champion
+    from typer.testing import CliRunner
+
+    from emowatch.cli import app
+
+    shown = CliRunner().invoke(app, ["info", f"tracking.db={cfg.tracking.db}"]).output
+    assert f"emowatch-fer2013@champion: v{challenger.version}" in shown
+    assert "emowatch-photos" not in shown  # never registered here
+
 
 def tmp_path_of(cfg):
     from pathlib import Path

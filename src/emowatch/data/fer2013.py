@@ -15,7 +15,6 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm"}
 
 
 class DataError(RuntimeError):

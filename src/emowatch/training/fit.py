@@ -25,8 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from emowatch.data.datamodule import FaceDataModule, SplitArrays, to_tensor
 from emowatch.models.classifier import EmotionClassifier
 
-TUNED_KEYS = ("conv_dropout", "dense_dropout", "lr", "batch_size")
-
 
 def apply_params(
     model_cfg: DictConfig, batch_size: int, params: dict[str, Any]

@@ -44,6 +44,17 @@ def good_rows(n_per_split: int = 7) -> list[tuple[str, str, str]]:
     return rows
 
 
+def isolated(tmp: Path, data_dir: Path) -> list[str]:
+    """Overrides that read data from `data_dir` and write every output and MLflow under `tmp`."""
+    return [
+        f"paths.data_dir={data_dir}",
+        f"paths.artifacts_dir={tmp / 'artifacts'}",
+        f"paths.reports_dir={tmp / 'reports'}",
+        f"tracking.db={tmp / 'mlflow.db'}",
+        f"tracking.artifacts_dir={tmp / 'mlartifacts'}",
+    ]
+
+
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow sqlite database with its tables created once per session."""
@@ -65,14 +76,7 @@ def make_cfg(
     shutil.copy(mlflow_template, db)
 
     def _make(*overrides: str) -> DictConfig:
-        base = [
-            f"paths.data_dir={tmp_path / 'data'}",
-            f"paths.artifacts_dir={tmp_path / 'artifacts'}",
-            f"paths.reports_dir={tmp_path / 'reports'}",
-            f"tracking.db={db}",
-            f"tracking.artifacts_dir={tmp_path / 'mlartifacts'}",
-        ]
-        return config.compose([*base, *overrides], root=REPO)
+        return config.compose([*isolated(tmp_path, tmp_path / "data"), *overrides], root=REPO)
 
     return _make
 

@@ -10,7 +10,7 @@ import pytest
 
 from emowatch import config
 from emowatch.stages import crop_faces, prepare
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, isolated
 
 pytestmark = pytest.mark.data
 needs_fer = pytest.mark.skipif(
@@ -37,14 +37,7 @@ EXPECTED = {
 def real_cfg(tmp: Path, template: Path):
     """The real conf/ reading the pulled data, writing everything under tmp."""
     shutil.copy(template, tmp / "mlflow.db")
-    overrides = [
-        f"paths.data_dir={DATA}",
-        f"paths.artifacts_dir={tmp}/artifacts",
-        f"paths.reports_dir={tmp}/reports",
-        f"tracking.db={tmp}/mlflow.db",
-        f"tracking.artifacts_dir={tmp}/mlartifacts",
-    ]
-    return config.compose(overrides, root=REPO)
+    return config.compose(isolated(tmp, DATA), root=REPO)
 
 
 @pytest.fixture(scope="module")

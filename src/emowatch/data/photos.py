@@ -77,12 +77,9 @@ def _stratified(labels: np.ndarray, val: float, test: float, rng: np.random.Gene
     assign = ["train"] * len(labels)
     for label in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == label))
-        n_test = round(test * len(idx)) if len(idx) >= 3 else 0
-        n_val = round(val * len(idx)) if len(idx) >= 3 else 0
-        n_test, n_val = (
-            max(n_test, 1 if len(idx) >= 3 else 0),
-            max(n_val, 1 if len(idx) >= 3 else 0),
-        )
+        if len(idx) < 3:  # too few to give every split one: all to train
+            continue
+        n_test, n_val = max(1, round(test * len(idx))), max(1, round(val * len(idx)))
         for i in idx[:n_test]:
             assign[i] = "test"
         for i in idx[n_test : n_test + n_val]:

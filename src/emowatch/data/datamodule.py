@@ -48,15 +48,25 @@ def load_fer2013(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
     return SplitArrays(x, y, list(cfg.data.fer2013.classes))
 
 
+def resize(img: np.ndarray, size: int) -> np.ndarray:
+    """A square grayscale face at size x size (area interpolation when shrinking)."""
+    if img.shape[:2] == (size, size):
+        return img
+    shrink = img.shape[0] > size
+    return cv2.resize(
+        img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
 def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
-    """The crops and split lists `crop_faces` wrote."""
+    """The crops and split lists `crop_faces` wrote, resized to `data.photos.image_size`."""
     pcfg = cfg.data.photos
     splits_path = resolve_path(pcfg.splits, root)
     if not splits_path.is_file():
         raise DataError(f"{splits_path} not found: run `dvc repro crop_faces` first")
     lists = json.loads(splits_path.read_text())
     crops = resolve_path(pcfg.out_dir, root)
-    size = int(pcfg.crop.size)
+    size = int(pcfg.image_size)
     x, y = {}, {}
     for split in SPLITS:
         images = [cv2.imread(str(crops / it["crop"]), cv2.IMREAD_GRAYSCALE) for it in lists[split]]
@@ -65,6 +75,7 @@ def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
             raise DataError(
                 f"{len(missing)} crops listed in {splits_path} are missing, e.g. {missing[:3]}"
             )
+        images = [resize(img, size) for img in images]
         x[split] = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
         y[split] = np.array([it["label"] for it in lists[split]], dtype=np.int64)
     return SplitArrays(x, y, list(lists["classes"]))

@@ -25,7 +25,7 @@ from emowatch.data.datamodule import SplitArrays, load_dataset
 from emowatch.data.fer2013 import DataError
 from emowatch.files import write_json
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
-from emowatch.training import reports
+from emowatch.training import reports, transfer
 from emowatch.training.fit import (
     EpochHistory,
     apply_params,
@@ -38,32 +38,45 @@ from emowatch.training.fit import (
     record_state,
     resume_point,
 )
+from emowatch.training.transfer import Source
 
 STAGE = "train"
 
 
 def model_config(
     cfg: DictConfig, dataset: str, model: str, root: Path | None
-) -> tuple[DictConfig, int, dict]:
-    """The model's config and batch size, with the tuned params applied for a tuned model."""
+) -> tuple[DictConfig, int, dict, Source | None]:
+    """The model's config, batch size, tuned params and the model it starts from (if any).
+
+    A model started from another dataset's model (`train.<dataset>.init_from`) takes that
+    model's network and a learning rate scaled by `init_lr_factor`; tuned params then apply
+    except the layer sizes.
+    """
     if model not in cfg.models:
         raise ValueError(f"unknown model {model!r} (configured: {', '.join(cfg.models)})")
     mcfg, batch = cfg.models[model], int(cfg.train[dataset].batch_size)
+    source = transfer.find_source(cfg, dataset, model, root)
+    if source:
+        mcfg = transfer.adopt(mcfg, source, cfg.train[dataset].init_lr_factor)
     if not mcfg.tuned:
-        return mcfg, batch, {}
+        return mcfg, batch, {}, source
     path = best_params_path(cfg, dataset, root)
     if not path.is_file():
         raise DataError(f"{path} not found: run `dvc repro tune@{dataset}` first")
     best = yaml.safe_load(path.read_text())["params"]
+    if source:
+        best = transfer.without_architecture(best)
     tuned, batch = apply_params(mcfg, batch, best)
-    return tuned, batch, best
+    return tuned, batch, best, source
 
 
 def best_params_path(cfg: DictConfig, dataset: str, root: Path | None = None) -> Path:
     return resolve_path(cfg.tune.dir, root) / dataset / "best_params.yaml"
 
 
-def input_files(cfg: DictConfig, dataset: str, root: Path | None) -> list[Path]:
+def input_files(
+    cfg: DictConfig, dataset: str, root: Path | None, source: Source | None = None
+) -> list[Path]:
     """The files a training run reads (their hashes join the resume fingerprint)."""
     files = [resolve_path(cfg.augment.pipeline, root)]
     if dataset == "fer2013":
@@ -71,6 +84,8 @@ def input_files(cfg: DictConfig, dataset: str, root: Path | None) -> list[Path]:
         files += [out / f"{s}.npz" for s in ("train", "val", "test")]
     else:
         files.append(resolve_path(cfg.data.photos.splits, root))
+    if source:
+        files.append(source.checkpoint)
     return files
 
 
@@ -87,7 +102,7 @@ def evaluate_best(
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Train `model` on `dataset`; returns the metrics written to the stage's metrics JSON."""
     tcfg = cfg.train
-    mcfg, batch_size, tuned = model_config(cfg, dataset, model, root)
+    mcfg, batch_size, tuned, source = model_config(cfg, dataset, model, root)
     arrays = load_dataset(cfg, dataset, root)
     augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
     name = f"{dataset}-{model}"
@@ -102,7 +117,8 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         cfg.scheduler,
         cfg.trainer,
         cfg.seed,
-        [file_hash(p) for p in input_files(cfg, dataset, root)],
+        arrays.image_size,
+        [file_hash(p) for p in input_files(cfg, dataset, root, source)],
     )
     if tcfg.resume:
         last, run_id = resume_point(ckpt_dir, key)
@@ -117,6 +133,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     params |= {"batch_size": batch_size, "dataset": dataset, "model_name": model, "seed": cfg.seed}
     params |= {"train.monitor": tcfg.monitor, "n_train": len(arrays.y["train"])}
     tags = {"emowatch.dataset": dataset, "emowatch.model": model}
+    if source:
+        params |= {"init_from": source.dataset, "init_checkpoint_md5": file_hash(source.checkpoint)}
+        tags["emowatch.init_from"] = f"{source.dataset}/{model}"
     if last:
         tags["emowatch.resumed_from"] = str(last)
     with stage_run(
@@ -133,6 +152,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         L.seed_everything(cfg.seed, workers=True)
         datamodule = build_datamodule(cfg, arrays, dataset, batch_size, augment)
         module = build_module(cfg, mcfg, arrays, dataset, datamodule.loss_weights())
+        if source and not last:
+            copied = transfer.load_weights(module.net, source, arrays.classes)
+            print(f"{name}: started from {source.model_dir} ({copied})")
         logger = MLFlowLogger(
             experiment_name=cfg.tracking.experiment,
             tracking_uri=tracking_uri(cfg, root),
@@ -164,6 +186,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             "normalize": {"mean": norm.mean, "std": norm.std},
             "net": OmegaConf.to_container(mcfg.net, resolve=True),
             "tuned_params": tuned,
+            "init_from": str(source.model_dir.relative_to(resolve_path(tcfg.models_dir, root)))
+            if source
+            else None,
             "mlflow_run_id": run.info.run_id,
         }
         write_json(model_dir / "model.json", info)

@@ -29,6 +29,7 @@ from emowatch.data import augmentation
 from emowatch.data.datamodule import SplitArrays, load_dataset, subsample
 from emowatch.stages.train import best_params_path, input_files
 from emowatch.tracking.runs import run_tags, stage_run, tracking_uri
+from emowatch.training import transfer
 from emowatch.training.fit import (
     EpochHistory,
     apply_params,
@@ -44,12 +45,15 @@ STAGE = "tune"
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def suggest(trial: optuna.Trial, space: DictConfig, base: DictConfig) -> dict[str, Any]:
-    """Sample one point: a size per conv block and dense layer, dropouts, lr, batch size."""
+def suggest(
+    trial: optuna.Trial, space: DictConfig, base: DictConfig, architecture: bool = True
+) -> dict[str, Any]:
+    """Sample one point: a size per conv block and dense layer (unless the network is a given,
+    transferred one), dropouts, lr, batch size."""
     params: dict[str, Any] = {}
-    for i in range(len(base.net.filters)):
+    for i in range(len(base.net.filters) if architecture else 0):
         params[f"filters_{i}"] = trial.suggest_categorical(f"filters_{i}", list(space.filters))
-    for i in range(len(base.net.units)):
+    for i in range(len(base.net.units) if architecture else 0):
         params[f"units_{i}"] = trial.suggest_categorical(f"units_{i}", list(space.units))
     params["conv_dropout"] = trial.suggest_float("conv_dropout", *space.conv_dropout)
     params["dense_dropout"] = trial.suggest_float("dense_dropout", *space.dense_dropout)
@@ -66,6 +70,20 @@ def score(rows: list[dict[str, float]], metric: str, tie_break: float) -> float:
     return max(values)
 
 
+def study_base(
+    cfg: DictConfig, dataset: str, root: Path | None
+) -> tuple[DictConfig, transfer.Source | None]:
+    """The model config trials start from: the base model's family, or, where the dataset's
+    models start from another dataset's (`train.<dataset>.init_from`), the target model's
+    source network, whose fine-tuning (lr, dropouts, batch size) is then what is searched."""
+    tcfg = cfg.tune
+    source = transfer.find_source(cfg, dataset, tcfg.target_model, root)
+    if source is None:
+        return cfg.models[tcfg.base_model], None
+    lr_factor = cfg.train[dataset].init_lr_factor
+    return transfer.adopt(cfg.models[tcfg.target_model], source, lr_factor), source
+
+
 class Objective:
     """Train one trial of the base model's family and return its validation objective."""
 
@@ -79,11 +97,11 @@ class Objective:
             augment,
             root,
         )
-        self.base = cfg.models[cfg.tune.base_model]
+        self.base, self.source = study_base(cfg, dataset, root)
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg, tcfg = self.cfg, self.cfg.tune
-        params = suggest(trial, tcfg.space, self.base)
+        params = suggest(trial, tcfg.space, self.base, architecture=self.source is None)
         mcfg, batch = apply_params(self.base, int(cfg.train[self.dataset].batch_size), params)
         child = mlflow.start_run(
             run_name=f"trial-{trial.number}",
@@ -97,6 +115,8 @@ class Objective:
             L.seed_everything(cfg.seed + trial.number, workers=True)
             datamodule = build_datamodule(cfg, self.arrays, self.dataset, batch, self.augment)
             module = build_module(cfg, mcfg, self.arrays, self.dataset, datamodule.loss_weights())
+            if self.source:
+                transfer.load_weights(module.net, self.source, self.arrays.classes)
             logger = MLFlowLogger(
                 experiment_name=cfg.tracking.experiment,
                 tracking_uri=tracking_uri(cfg, self.root),
@@ -160,7 +180,8 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     x, y = subsample(arrays.x["train"], arrays.y["train"], tcfg[dataset].train_fraction, cfg.seed)
     arrays = SplitArrays({**arrays.x, "train": x}, {**arrays.y, "train": y}, arrays.classes)
     augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
-    base = cfg.models[tcfg.base_model]
+    base, source = study_base(cfg, dataset, root)
+    base_name = f"{source.dataset}/{tcfg.target_model}" if source else tcfg.base_model
     # What defines the study (not how many trials to run: raising n_trials continues it).
     setting = {k: v for k, v in tcfg[dataset].items() if k != "n_trials"}
     key = fingerprint(
@@ -176,7 +197,8 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         cfg.scheduler,
         cfg.trainer,
         cfg.seed,
-        [file_hash(p) for p in input_files(cfg, dataset, root)],
+        arrays.image_size,
+        [file_hash(p) for p in input_files(cfg, dataset, root, source)],
     )
     out_dir = resolve_path(tcfg.dir, root) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +222,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         | flatten(setting, "tune")
         | {
             "dataset": dataset,
-            "base_model": tcfg.base_model,
+            "base_model": base_name,
             "metric": tcfg.metric,
             "study": study.study_name,
         }
@@ -230,7 +252,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         record = {
             "study": study.study_name,
             "dataset": dataset,
-            "base_model": tcfg.base_model,
+            "base_model": base_name,
             "metric": tcfg.metric,
             "value": best.value,
             "trial": best.number,

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Stage commands (`emowatch ...` in dvc.yaml) must find the venv's executables.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install test test-all lint format params data run bench clean
+.PHONY: help install test test-all lint format params data run bench serve clean
 help:
 	@echo "make test      install (first time) and run the fast tests"
 	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint      ruff check + format check"
 	@echo "make params    regenerate params.yaml from conf/"
 	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make serve     serve the FER2013 champion over HTTP on 127.0.0.1:5001 (PORT=...)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,14 @@ run: install
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_crop.py
+	$(BIN)/python benchmarks/bench_watch.py
+
+# The champion as a REST endpoint (POST /invocations); binds 127.0.0.1 only.
+PORT ?= 5001
+serve: install
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	$(BIN)/mlflow models serve -m models:/emowatch-fer2013@champion --env-manager local \
+	  --host 127.0.0.1 --port $(PORT)
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

@@ -56,6 +56,12 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert challenger.tags["test_data_hash"] and challenger.tags["threshold_angry"]
     assert register.main(cfg, "fer2013")["versions"] == report["versions"]  # nothing new registered
+    # A version is the deployable face model, carrying the threshold chosen on val.
+    from emowatch.deploy.pyfunc import load_classifier
+
+    deployed = load_classifier(f"models:/{name}@challenger")
+    assert deployed.threshold == pytest.approx(float(challenger.tags["threshold_angry"]), abs=1e-6)
+    assert deployed.spec["detector"]["name"] == "haar" and deployed.spec["tta"] == cfg.evaluate.tta
 
     cfg.registry.promotion.recall_tolerance = 1.0  # tiny data: any recall passes the floor
     first = promote.main(cfg, "fer2013")

@@ -187,6 +187,71 @@ def promote(
 
 
 @app.command()
+def watch(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A camera index (0), a video file, a stream URL (rtsp://, http://), or a "
+            "folder/glob of images.",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="MLflow model URI or trained model folder [default: deploy.watch.model, "
+            "models:/emowatch-fer2013@champion].",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Override the model's angry threshold on P(angry)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the annotated video here (.mp4 or .avi)."),
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--show", help="Show the annotated video in a window.")
+    ] = False,
+    log_file: Annotated[
+        Path | None, typer.Option("--log", help="Also append the JSON-line events to this file.")
+    ] = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="POST every alert as JSON to this URL.")
+    ] = None,
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Watch a camera, video, stream or images: faces, emotions and debounced angry alerts.
+
+    Prints one JSON line per event (track_started, emotion_changed, track_ended, alert,
+    frame_error) and a closing summary with frames/s. Alert rules, sinks and the model are in
+    conf/deploy (override with deploy.watch.alerts.k=2 and the like). Privacy: nothing is written
+    to disk unless asked (--out, --log, deploy.watch.alerts.include_snapshot).
+    """
+    from emowatch.deploy import watch as watcher
+    from emowatch.deploy.sources import SourceError
+
+    cfg = _load(params_file, overrides)
+    try:
+        watcher.main(
+            cfg,
+            source,
+            model=model,
+            threshold=threshold,
+            out=out,
+            show=show,
+            log_file=log_file,
+            webhook=webhook,
+            root=config.find_root(),
+        )
+    except (SourceError, watcher.WatchError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
 def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Print where the MLflow store, reports and plots are, and how to browse them."""
     from emowatch.tracking.runs import tracking_uri

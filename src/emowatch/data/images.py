@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,8 +22,8 @@ class Loaded:
     error: str | None = None
 
 
-def load_gray(path: Path) -> Loaded:
-    """Load `path` as an upright uint8 grayscale array.
+def load_gray(path: Path | BinaryIO) -> Loaded:
+    """Load `path` (a file or a binary stream) as an upright uint8 grayscale array.
 
     Honours the EXIF orientation of phone photos; palette, RGB(A) and 16-bit images are
     converted to 8-bit grey. Files Pillow cannot identify are `not_an_image`; truncated or

@@ -4,16 +4,17 @@ a JSON report."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import mlflow
-import mlflow.pytorch
 from mlflow.entities.model_registry import ModelVersion
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.data.datamodule import load_dataset
+from emowatch.deploy import pyfunc
 from emowatch.files import write_json
 from emowatch.stages.evaluate import predict, scores
 from emowatch.tracking import registry
@@ -22,12 +23,23 @@ from emowatch.tracking.runs import stage_run
 STAGE = "promote"
 
 
+def at_size(cfg: DictConfig, dataset: str, size: int) -> DictConfig:
+    """The config reading `dataset` at `size` px (a version may predate a change of input size;
+    photos are re-read from their crops rather than resized twice)."""
+    if dataset != "photos" or cfg.data.photos.image_size == size:
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.data.photos.image_size = size
+    return out
+
+
 def rescorer(cfg: DictConfig, dataset: str, root: Path | None):
     """Score a registered version on today's test data with its own preprocessing and threshold."""
 
     def rescore(version: ModelVersion) -> dict[str, float]:
-        arrays = load_dataset(cfg, dataset, root)
-        net = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}").eval()
+        size = int(json.loads(version.tags["input_shape"])[-1])
+        arrays = load_dataset(at_size(cfg, dataset, size), dataset, root)
+        net = pyfunc.load_network(f"models:/{version.name}/{version.version}")
         mean, std = float(version.tags["normalize_mean"]), float(version.tags["normalize_std"])
         probs = predict(net, arrays.x["test"], mean, std, cfg.evaluate.tta)
         classes = json.loads(version.tags["classes"])

@@ -1,10 +1,15 @@
 """DVC stage `register` (one per dataset): every evaluated model becomes a version of the
 dataset's registered model, tagged with its metrics, threshold, data hash and git commit; the
-best candidate, chosen on val, gets the alias `challenger`."""
+best candidate, chosen on val, gets the alias `challenger`.
+
+A version is the deployable model: an MLflow pyfunc (emowatch.deploy.pyfunc) holding the
+network, its preprocessing, the face detector settings and the angry threshold chosen on val,
+so `models:/<name>@champion` is what `emowatch watch` and `mlflow models serve` run."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -12,6 +17,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
+from emowatch.deploy import pyfunc
+from emowatch.deploy.classifier import spec_of
 from emowatch.files import write_json
 from emowatch.tracking import registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
@@ -35,6 +42,7 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
         out.append(
             {
                 "model": model,
+                "model_dir": info_path.parent,
                 "metrics": json.loads(metrics_path.read_text()),
                 "train_run": info["mlflow_run_id"],
                 "model_uri": run.data.tags["emowatch.model_uri"],
@@ -52,6 +60,26 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
     return out
 
 
+def deployable(cfg: DictConfig, dataset: str, candidate: dict) -> Callable[[], str]:
+    """Logs the candidate as the face pyfunc (in the register run) and returns its URI."""
+
+    def log() -> str:
+        info = json.loads((candidate["model_dir"] / "model.json").read_text())
+        spec = spec_of(
+            info,
+            threshold=candidate["metrics"]["threshold_angry"],
+            tta=cfg.evaluate.tta,
+            margin=cfg.deploy.crop_margin,
+            detector=cfg.detector,
+        )
+        meta = {"train_run": candidate["train_run"], "model": candidate["model"]}
+        return pyfunc.log_model(
+            candidate["model_dir"], spec, f"{dataset}-{candidate['model']}", meta
+        )
+
+    return log
+
+
 def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     """Register the dataset's candidates and set `challenger`; returns the registration report."""
     rcfg = cfg.registry
@@ -61,7 +89,10 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     ):
         client = MlflowClient()
         found = candidates(cfg, dataset, root)
-        versions = {c["model"]: registry.register(client, name, c) for c in found}
+        versions = {
+            c["model"]: registry.register(client, name, c, deployable(cfg, dataset, c))
+            for c in found
+        }
         best = registry.choose_challenger(found, rcfg.selection_metric, rcfg.accuracy_guard)
         chosen = versions[best["model"]].version
         client.set_registered_model_alias(name, registry.CHALLENGER, chosen)

@@ -45,9 +45,17 @@ def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | Non
         return None
 
 
-def register(client: MlflowClient, name: str, candidate: Mapping) -> ModelVersion:
+def register(
+    client: MlflowClient,
+    name: str,
+    candidate: Mapping,
+    log_model: Callable[[], str] | None = None,
+) -> ModelVersion:
     """Register a candidate's model as a new version, or return the version already made from
-    the same training run and evaluation (re-running registration adds nothing)."""
+    the same training run and evaluation (re-running registration adds nothing).
+
+    `log_model` logs the deployable model and returns its URI; it is called only when a new
+    version is made (without it, `candidate["model_uri"]` is registered)."""
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -59,7 +67,8 @@ def register(client: MlflowClient, name: str, candidate: Mapping) -> ModelVersio
             and v.tags.get("test_data_hash") == tags["test_data_hash"]
         ):
             return v
-    version = mlflow.register_model(candidate["model_uri"], name, tags=tags)
+    uri = log_model() if log_model else candidate["model_uri"]
+    version = mlflow.register_model(uri, name, tags=tags)
     return client.get_model_version(name, version.version)
 
 

@@ -1,0 +1,1 @@
+"""Deployment: the face classifier shared by `emowatch watch` and the served MLflow model."""

@@ -1,0 +1,129 @@
+"""Find the faces in an image and classify each: the one code path of `emowatch watch` and of
+the served model.
+
+Faces are found by the same detector code as `crop_faces` (on a downscaled copy), squared and
+grown by the same margin, cropped and resized to the model's input, normalised as in training,
+and classified; angry is predicted when P(angry) reaches the model's threshold (chosen on val),
+otherwise the most likely other class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from emowatch.data import faces
+from emowatch.evaluation.loading import load_trained
+from emowatch.evaluation.threshold import predict_with_threshold
+
+
+@dataclass
+class FacePrediction:
+    """One classified face: its box in image pixels, class probabilities and the decision."""
+
+    box: faces.Box
+    probabilities: dict[str, float]
+    emotion: str
+    angry: bool
+    p_angry: float
+    detector_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "emotion": self.emotion,
+            "angry": self.angry,
+            "p_angry": round(self.p_angry, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+        }
+
+
+def spec_of(info: dict, threshold: float, tta: str, margin: float, detector: Any) -> dict:
+    """What a deployed model needs beside its weights (stored as the pyfunc's model_config)."""
+    det = (
+        OmegaConf.to_container(detector, resolve=True)
+        if isinstance(detector, DictConfig)
+        else detector
+    )
+    return {
+        "classes": list(info["classes"]),
+        "input_size": int(info["input_shape"][-1]),
+        "normalize": {"mean": info["normalize"]["mean"], "std": info["normalize"]["std"]},
+        "threshold_angry": float(threshold),
+        "tta": tta,
+        "crop_margin": float(margin),
+        "detector": dict(det),
+    }
+
+
+class FaceClassifier:
+    """A trained network plus its preprocessing, angry threshold and face detector."""
+
+    def __init__(self, net: torch.nn.Module, spec: dict) -> None:
+        if "angry" not in spec["classes"]:
+            raise ValueError(f"the model's classes {spec['classes']} have no angry class")
+        self.net, self.spec = net.eval(), spec
+        self.classes: list[str] = list(spec["classes"])
+        self.angry = self.classes.index("angry")
+        self.size = int(spec["input_size"])
+        self.mean, self.std = spec["normalize"]["mean"], spec["normalize"]["std"]
+        self.threshold = float(spec["threshold_angry"])
+        self.detector = faces.build_detector(OmegaConf.create(spec["detector"]))
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, **spec_args: Any) -> FaceClassifier:
+        """From the `train` stage's files (model.ckpt + model.json) and the deployment spec."""
+        net, info = load_trained(model_dir)
+        return cls(net, spec_of(info, **spec_args))
+
+    def detect(self, gray: np.ndarray) -> list[faces.Face]:
+        return self.detector(gray)
+
+    @torch.inference_mode()
+    def classify(self, gray: np.ndarray, found: list[faces.Face]) -> list[FacePrediction]:
+        """Classify detected faces of a grayscale image (one batch for all faces)."""
+        if not found:
+            return []
+        margin = self.spec["crop_margin"]
+        boxes = [faces.expand_box(f.box, margin, gray.shape) for f in found]
+        crops = np.stack([faces.crop(gray, b, self.size) for b in boxes])
+        x = torch.from_numpy(crops).float().div_(255.0).sub_(self.mean).div_(self.std)
+        x = x.unsqueeze(1)
+        probs = self.net(x).softmax(dim=1)
+        if self.spec.get("tta", "none") == "hflip":
+            probs = (probs + self.net(x.flip(-1)).softmax(dim=1)) / 2
+        probs = probs.numpy()
+        labels = predict_with_threshold(probs, self.angry, self.threshold)
+        return [
+            FacePrediction(
+                box=f.box,
+                probabilities=dict(zip(self.classes, map(float, p), strict=True)),
+                emotion=self.classes[label],
+                angry=bool(label == self.angry),
+                p_angry=float(p[self.angry]),
+                detector_score=f.score,
+            )
+            for f, p, label in zip(found, probs, labels, strict=True)
+        ]
+
+    def __call__(self, image: np.ndarray) -> list[FacePrediction]:
+        """Detect and classify the faces of a grayscale or BGR image."""
+        gray = to_gray(image)
+        return self.classify(gray, self.detect(gray))
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 grayscale from a grayscale, BGR or BGRA array."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"not an image array: shape {image.shape}")

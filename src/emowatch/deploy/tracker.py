@@ -1,0 +1,106 @@
+"""A simple IoU tracker for faces across frames, and the per-track debounced angry alert.
+
+A detection continues the track whose last box overlaps it most (IoU ≥ a threshold, greedy by
+overlap); unmatched detections start tracks; a track not seen for `max_missing` frames ends.
+A track raises an alert when it was angry in at least k of its last n classified frames, and
+not again within `cooldown_s` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from emowatch.data.faces import Box
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    """One face followed across frames."""
+
+    id: int
+    box: Box
+    first_frame: int
+    last_frame: int
+    n: int
+    emotion: str | None = None
+    p_angry: float = 0.0
+    angry_history: deque[bool] = field(default_factory=deque)
+    last_alert_time: float | None = None
+    missing: int = 0
+
+
+class Tracker:
+    """Greedy IoU matching of each frame's boxes to live tracks."""
+
+    def __init__(self, iou_threshold: float = 0.3, max_missing: int = 15, n: int = 5) -> None:
+        self.iou_threshold, self.max_missing, self.n = iou_threshold, max_missing, n
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def update(self, boxes: list[Box], frame: int) -> tuple[list[Track], list[Track], list[Track]]:
+        """Match `boxes` (in order) to tracks. Returns (track per box, started, ended)."""
+        pairs = sorted(
+            (
+                (iou(t.box, b), tid, i)
+                for tid, t in self.tracks.items()
+                for i, b in enumerate(boxes)
+            ),
+            reverse=True,
+        )
+        assigned: dict[int, Track] = {}
+        used: set[int] = set()
+        for overlap, tid, i in pairs:
+            if overlap < self.iou_threshold:
+                break
+            if tid in used or i in assigned:
+                continue
+            track = self.tracks[tid]
+            track.box, track.last_frame, track.missing = boxes[i], frame, 0
+            track.n += 1
+            assigned[i], _ = track, used.add(tid)
+        started = []
+        for i, box in enumerate(boxes):
+            if i not in assigned:
+                track = Track(
+                    self._next_id, box, frame, frame, 1, angry_history=deque(maxlen=self.n)
+                )
+                self._next_id += 1
+                self.tracks[track.id] = track
+                assigned[i] = track
+                started.append(track)
+        ended = []
+        for tid in list(self.tracks):
+            track = self.tracks[tid]
+            if track.last_frame != frame:
+                track.missing += 1
+                if track.missing > self.max_missing:
+                    ended.append(self.tracks.pop(tid))
+        return [assigned[i] for i in range(len(boxes))], started, ended
+
+    def close(self) -> list[Track]:
+        """End every live track (the source ended)."""
+        ended, self.tracks = list(self.tracks.values()), {}
+        return ended
+
+
+def should_alert(track: Track, angry: bool, now: float, k: int, cooldown_s: float) -> bool:
+    """Record this frame's decision; True when the track is angry in ≥ k of its last n frames
+    and out of its cooldown (the alert time is then recorded)."""
+    track.angry_history.append(angry)
+    if sum(track.angry_history) < k:
+        return False
+    if track.last_alert_time is not None and now - track.last_alert_time < cooldown_s:
+        return False
+    track.last_alert_time = now
+    return True

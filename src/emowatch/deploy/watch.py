@@ -1,0 +1,380 @@
+"""`emowatch watch SOURCE`: faces and emotions on a camera, video, stream or images, with
+debounced angry alerts.
+
+Per frame: detect faces (downscaled), classify each, follow them with an IoU tracker, and emit
+JSON-line events: track_started, emotion_changed, track_ended, alert (angry in k of the last n
+classified frames, then a cooldown), frame_error, and a closing summary with the timings.
+Privacy: no frame or face is written anywhere unless asked (`--out` writes the annotated video;
+`alerts.include_snapshot` adds the face to alerts).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+from emowatch.data import faces
+from emowatch.deploy import alerts as sinks
+from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
+from emowatch.deploy.sources import Frame
+from emowatch.deploy.tracker import Track, Tracker, should_alert
+
+ANGRY_BGR, OTHER_BGR = (0, 0, 255), (0, 200, 0)
+
+
+class WatchError(Exception):
+    """The watcher cannot start (no model, bad option)."""
+
+
+def load_classifier(
+    cfg: DictConfig,
+    model: str | None = None,
+    threshold: float | None = None,
+    root: Path | None = None,
+) -> FaceClassifier:
+    """The model to watch with: an MLflow model URI (default: the champion) or a trained model
+    folder (with `threshold`, or the one its evaluate stage chose)."""
+    wcfg = cfg.deploy.watch
+    spec = model or wcfg.model
+    path = Path(spec)
+    if path.is_dir():
+        if threshold is None:
+            threshold = evaluated_threshold(cfg, path, root)
+        classifier = FaceClassifier.from_model_dir(
+            path,
+            threshold=threshold,
+            tta=cfg.evaluate.tta,
+            margin=cfg.deploy.crop_margin,
+            detector=cfg.detector,
+        )
+    else:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from emowatch.deploy import pyfunc
+        from emowatch.tracking.runs import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri(cfg, root))
+        try:
+            fallback = {
+                "tta": cfg.evaluate.tta,
+                "margin": cfg.deploy.crop_margin,
+                "detector": cfg.detector,
+            }
+            classifier = pyfunc.load_classifier(spec, fallback)
+        except (MlflowException, OSError) as err:
+            raise WatchError(
+                f"cannot load {spec}: {err}. Run `make run` (dvc repro) to register and promote "
+                "a model, or pass --model with a model URI or artifacts/models/<dataset>/<model>"
+            ) from err
+        if threshold is not None:
+            classifier.threshold = threshold
+    if hasattr(classifier.detector, "max_side"):
+        classifier.detector.max_side = wcfg.detect_max_side
+    return classifier
+
+
+def evaluated_threshold(cfg: DictConfig, model_dir: Path, root: Path | None) -> float:
+    """The angry threshold the evaluate stage chose on val for a trained model folder."""
+    metrics = (
+        resolve_path(cfg.evaluate.dir, root)
+        / model_dir.parent.name
+        / model_dir.name
+        / "metrics.json"
+    )
+    if not metrics.is_file():
+        raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
+    return float(json.loads(metrics.read_text())["threshold_angry"])
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Summary:
+    """What a watch run saw and how fast it went."""
+
+    frames: int = 0
+    frames_classified: int = 0
+    frame_errors: Counter = field(default_factory=Counter)
+    faces: int = 0
+    tracks: int = 0
+    alerts: int = 0
+    detect_s: float = 0.0
+    classify_s: float = 0.0
+    wall_s: float = 0.0
+
+    def as_event(self) -> dict[str, Any]:
+        n = max(self.frames_classified, 1)
+        return {
+            "event": "summary",
+            "time": now_iso(),
+            "frames": self.frames,
+            "frames_classified": self.frames_classified,
+            "frame_errors": sum(self.frame_errors.values()),
+            "frame_error_kinds": dict(self.frame_errors),
+            "faces": self.faces,
+            "tracks": self.tracks,
+            "alerts": self.alerts,
+            "fps": round(self.frames / self.wall_s, 2) if self.wall_s else None,
+            "detect_ms_per_frame": round(1000 * self.detect_s / n, 2),
+            "classify_ms_per_frame": round(1000 * self.classify_s / n, 2),
+        }
+
+
+def annotate(image: np.ndarray, tracks: list[Track], preds: list[FacePrediction]) -> np.ndarray:
+    """A BGR copy of the frame with a box and label per face (red when angry)."""
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for track, pred in zip(tracks, preds, strict=True):
+        x, y, w, h = pred.box
+        color = ANGRY_BGR if pred.angry else OTHER_BGR
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
+        label = f"#{track.id} {pred.emotion} {pred.probabilities[pred.emotion]:.2f}"
+        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
+    return out
+
+
+def snapshot(gray: np.ndarray, box: faces.Box) -> str:
+    x, y, w, h = box
+    ok, buf = cv2.imencode(".jpg", gray[y : y + h, x : x + w])
+    return base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+class Watcher:
+    """The watch loop's state: tracker, sinks, optional video writer, counters."""
+
+    def __init__(
+        self,
+        classifier: FaceClassifier,
+        wcfg: DictConfig,
+        events: sinks.Sink,
+        alert_sinks: sinks.Sink | None = None,
+        out: Path | None = None,
+        show: bool = False,
+        on_frame: Any = None,
+    ) -> None:
+        self.classifier, self.wcfg, self.events = classifier, wcfg, events
+        self.alert_sinks = alert_sinks
+        self.tracker = Tracker(wcfg.tracker.iou, wcfg.tracker.max_missing, wcfg.alerts.n)
+        self.out, self.show, self.writer = out, show, None
+        self.writer_size, self.fps = (0, 0), 25.0
+        self.on_frame = on_frame  # callback(annotated BGR frame, tracks, preds) for a live page
+        self.summary = Summary()
+        self.enabled = set(wcfg.events)
+        self.last: tuple[list[Track], list[FacePrediction]] = ([], [])
+
+    def emit(self, event: dict[str, Any], kind: str | None = None) -> None:
+        if kind is None or kind in self.enabled:
+            self.events.send(event)
+
+    def track_event(self, name: str, frame: Frame, track: Track, **extra: Any) -> None:
+        event = {"event": name, "time": now_iso(), "source_time_s": round(frame.time_s, 3)}
+        event |= {"frame": frame.index, "track": track.id, "box": [int(v) for v in track.box]}
+        self.emit(event | extra, name)
+
+    def step(self, frame: Frame) -> None:
+        """Process one frame."""
+        s = self.summary
+        s.frames += 1
+        if frame.image is None:
+            kind = (frame.error or "unreadable").split(":")[0]
+            s.frame_errors[kind] += 1
+            self.emit(
+                {
+                    "event": "frame_error",
+                    "time": now_iso(),
+                    "frame": frame.index,
+                    "source": frame.name,
+                    "error": frame.error,
+                }
+            )
+            return
+        gray = to_gray(frame.image)
+        if frame.index % max(1, int(self.wcfg.every)) == 0 or not self.last[0]:
+            t0 = time.perf_counter()
+            found = self.classifier.detect(gray)
+            t1 = time.perf_counter()
+            preds = self.classifier.classify(gray, found)
+            s.detect_s += t1 - t0
+            s.classify_s += time.perf_counter() - t1
+            s.frames_classified += 1
+            s.faces += len(preds)
+            tracks = self.update_tracks(frame, gray, preds)
+            self.last = (tracks, preds)
+        tracks, preds = self.last
+        if self.out or self.show or self.on_frame:
+            self.render(frame, tracks, preds)
+
+    def update_tracks(
+        self, frame: Frame, gray: np.ndarray, preds: list[FacePrediction]
+    ) -> list[Track]:
+        tracks, started, ended = self.tracker.update([p.box for p in preds], frame.index)
+        self.summary.tracks += len(started)
+        for track in ended:
+            self.track_event("track_ended", frame, track, frames=track.n, emotion=track.emotion)
+        new = {t.id for t in started}
+        acfg = self.wcfg.alerts
+        for track, pred in zip(tracks, preds, strict=True):
+            conf = round(pred.probabilities[pred.emotion], 4)
+            if track.id in new:
+                self.track_event(
+                    "track_started", frame, track, emotion=pred.emotion, confidence=conf
+                )
+            elif pred.emotion != track.emotion:
+                self.track_event(
+                    "emotion_changed",
+                    frame,
+                    track,
+                    emotion=pred.emotion,
+                    previous=track.emotion,
+                    confidence=conf,
+                )
+            track.emotion, track.p_angry = pred.emotion, pred.p_angry
+            if should_alert(track, pred.angry, frame.time_s, acfg.k, acfg.cooldown_s):
+                self.alert(frame, gray, track, pred)
+        return tracks
+
+    def alert(self, frame: Frame, gray: np.ndarray, track: Track, pred: FacePrediction) -> None:
+        acfg = self.wcfg.alerts
+        event = {
+            "event": "alert",
+            "time": now_iso(),
+            "source_time_s": round(frame.time_s, 3),
+            "frame": frame.index,
+            "track": track.id,
+            "box": [int(v) for v in pred.box],
+            "emotion": "angry",
+            "confidence": round(pred.p_angry, 4),
+            "threshold_angry": round(self.classifier.threshold, 4),
+            "angry_frames": f"{sum(track.angry_history)}/{len(track.angry_history)}",
+        }
+        if acfg.include_snapshot:
+            event["snapshot_jpeg_base64"] = snapshot(gray, pred.box)
+        self.summary.alerts += 1
+        self.events.send(event)
+        if self.alert_sinks is not None:
+            self.alert_sinks.send(event)
+
+    def render(self, frame: Frame, tracks: list[Track], preds: list[FacePrediction]) -> None:
+        image = annotate(frame.image, tracks, preds)
+        if self.out:
+            if self.writer is None:
+                h, w = image.shape[:2]
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.out.suffix == ".mp4" else "MJPG"))
+                self.writer = cv2.VideoWriter(str(self.out), fourcc, self.fps, (w, h))
+                if not self.writer.isOpened():
+                    raise WatchError(f"cannot write a video to {self.out}")
+                self.writer_size = (w, h)
+            if (image.shape[1], image.shape[0]) != self.writer_size:  # images of other sizes
+                image = cv2.resize(image, self.writer_size)
+            self.writer.write(image)
+        if self.show:
+            cv2.imshow("emowatch", image)
+            cv2.waitKey(1)
+        if self.on_frame:
+            self.on_frame(image, tracks, preds)
+
+    def close(self, last: Frame | None) -> Summary:
+        for track in self.tracker.close():
+            if last is not None:
+                self.track_event("track_ended", last, track, frames=track.n, emotion=track.emotion)
+        if self.writer is not None:
+            self.writer.release()
+        return self.summary
+
+
+def build_sinks(
+    wcfg: DictConfig, log_file: Path | None, webhook: str | None
+) -> tuple[sinks.Sink, sinks.Sink]:
+    """(events sink: stdout and/or log file; alert-only sinks: webhook)."""
+    acfg = wcfg.alerts
+    events: list[sinks.Sink] = []
+    if acfg.stdout:
+        events.append(sinks.StreamSink(sys.stdout))
+    path = log_file or (Path(acfg.log_file) if acfg.log_file else None)
+    if path:
+        events.append(sinks.FileSink(path))
+    extra: list[sinks.Sink] = []
+    url = webhook or acfg.webhook.url
+    if url:
+        w = acfg.webhook
+        extra.append(sinks.WebhookSink(url, w.timeout_s, w.retries, w.backoff_s, w.queue_size))
+    return sinks.Fanout(events), sinks.Fanout(extra)
+
+
+def check_show() -> None:
+    """`--show` needs an OpenCV build with a GUI; the headless wheel has none."""
+    try:
+        cv2.namedWindow("emowatch")
+    except cv2.error as err:
+        raise WatchError(
+            "--show needs a display and an OpenCV build with a GUI (this one is headless); "
+            "use --out annotated.mp4 instead"
+        ) from err
+
+
+def main(
+    cfg: DictConfig,
+    source: str,
+    model: str | None = None,
+    threshold: float | None = None,
+    out: Path | None = None,
+    show: bool = False,
+    log_file: Path | None = None,
+    webhook: str | None = None,
+    root: Path | None = None,
+    on_frame: Any = None,
+) -> Summary:
+    """Watch SOURCE until it ends (or `deploy.watch.max_frames`); returns the summary, which is
+    also the last event printed."""
+    from emowatch.deploy.sources import open_source
+
+    wcfg = cfg.deploy.watch
+    if show:
+        check_show()
+    frames = open_source(source, wcfg.reconnect_attempts, wcfg.reconnect_wait_s)
+    classifier = load_classifier(cfg, model, threshold, root)
+    events, alert_sinks = build_sinks(wcfg, log_file, webhook)
+    watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
+    if out is not None:
+        watcher.fps = video_fps(source)
+    start, last = time.perf_counter(), None
+    try:
+        for frame in frames:
+            watcher.step(frame)
+            last = frame
+            if wcfg.max_frames and watcher.summary.frames >= wcfg.max_frames:
+                break
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        summary = watcher.close(last)
+        summary.wall_s = time.perf_counter() - start
+        event = summary.as_event()
+        event |= alert_sinks.close()
+        events.send(event)
+        events.close()
+    return summary
+
+
+def video_fps(source: str) -> float:
+    """The frame rate to write the annotated video at: the source's, else 25."""
+    cap = cv2.VideoCapture(source) if Path(source).is_file() else None
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None and cap.isOpened() else 0.0
+    if cap is not None:
+        cap.release()
+    return fps if fps and fps > 0 else 25.0

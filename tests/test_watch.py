@@ -1,0 +1,200 @@
+"""`emowatch watch`: tracker, debounced alerts, sources, sinks, on videos made in the test."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from emowatch.deploy import alerts, sources, watch
+from emowatch.deploy.sources import SourceError
+from emowatch.deploy.tracker import Tracker, iou, should_alert
+from emowatch.stages import train
+from tests.conftest import ASTRONAUT_FACE, astronaut_rgb
+
+
+def face_frame(shift: int = 0, size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A BGR frame with the astronaut's face pasted near the centre (moved by `shift` px)."""
+    frame = np.full((size[1], size[0], 3), 90, np.uint8)
+    x, y, w, h = ASTRONAUT_FACE
+    head = cv2.cvtColor(
+        astronaut_rgb()[y - 40 : y + h + 40, x - 40 : x + w + 40], cv2.COLOR_RGB2BGR
+    )
+    head = cv2.resize(head, (200, 200))
+    top, left = 140, 220 + shift
+    frame[top : top + 200, left : left + 200] = head
+    return frame
+
+
+def write_video(path: Path, n: int = 12, blank_from: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 480))
+    for i in range(n):
+        frame = face_frame(shift=2 * i)
+        if blank_from is not None and i >= blank_from:
+            frame = np.full_like(frame, 90)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def trained(tiny_fer, tmp_path):
+    """A tiny trained FER2013 model folder and the config to watch with."""
+    cfg = tiny_fer(
+        "deploy.watch.alerts.k=3",
+        "deploy.watch.alerts.n=5",
+        "deploy.watch.tracker.max_missing=2",
+    )
+    train.main(cfg, "fer2013", "cnn1")
+    return cfg, tmp_path / "artifacts/models/fer2013/cnn1"
+
+
+def events_of(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_iou_and_tracks_follow_a_moving_face():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    tracker = Tracker(iou_threshold=0.3, max_missing=1, n=5)
+    (a,), started, _ = tracker.update([(100, 100, 50, 50)], 0)
+    assert started == [a]
+    (b, c), started, _ = tracker.update([(104, 100, 50, 50), (400, 100, 50, 50)], 1)
+    assert b is a and started == [c] and c.id == 2
+    _, _, ended = tracker.update([], 2)
+    assert ended == []  # one missing frame is tolerated
+    _, _, ended = tracker.update([], 3)
+    assert {t.id for t in ended} == {1, 2}
+
+
+def test_alert_needs_k_of_n_angry_frames_and_respects_the_cooldown():
+    tracker = Tracker(n=5)
+    (track,), _, _ = tracker.update([(0, 0, 10, 10)], 0)
+    decisions = [
+        should_alert(track, angry, now=float(t), k=3, cooldown_s=10)
+        for t, angry in enumerate([True, False, True, False, True, True, True])
+    ]
+    assert decisions == [False, False, False, False, True, False, False]
+    for t in (20.0, 21.0):  # after the cooldown, angry still: one more alert
+        assert should_alert(track, True, now=t, k=3, cooldown_s=10) is (t == 20.0)
+
+
+def test_watch_a_video_prints_events_and_one_debounced_alert(trained, tmp_path, capsys):
+    cfg, model_dir = trained
+    video = write_video(tmp_path / "desk.mp4", n=12, blank_from=9)
+    out = tmp_path / "annotated.mp4"
+    # Threshold 0: every face is called angry, so the alert rule decides alone.
+    summary = watch.main(cfg, str(video), model=str(model_dir), threshold=0.0, out=out)
+    events = events_of(capsys.readouterr().out)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "track_started" and kinds[-1] == "summary"
+    assert kinds.count("alert") == 1 and kinds.count("track_started") == 1
+    alert = next(e for e in events if e["event"] == "alert")
+    assert alert["frame"] == 2 and alert["track"] == 1 and alert["angry_frames"] == "3/3"
+    assert len(alert["box"]) == 4 and 0 <= alert["confidence"] <= 1
+    assert "snapshot_jpeg_base64" not in alert  # privacy by default
+    ended = next(e for e in events if e["event"] == "track_ended")
+    assert ended["track"] == 1 and ended["frame"] == 11  # face gone from frame 9, 2 misses
+    assert summary.frames == 12 and summary.alerts == 1 and events[-1]["fps"] > 0
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()
+
+
+def test_watch_writes_nothing_unless_asked(trained, tmp_path, capsys):
+    cfg, model_dir = trained
+    video = write_video(tmp_path / "in" / "v.mp4", n=4)
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    watch.main(cfg, str(video), model=str(model_dir), threshold=0.0)
+    after = {p for p in tmp_path.rglob("*") if p.is_file()}
+    new = {p for p in after - before if "mlflow" not in p.name and "mlartifacts" not in str(p)}
+    assert new == set()
+
+
+def test_a_folder_with_a_bad_file_reports_it_and_goes_on(trained, tmp_path, capsys):
+    cfg, model_dir = trained
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), face_frame())
+    (folder / "b.jpg").write_text("not an image")
+    cv2.imwrite(str(folder / "c.png"), np.full((240, 320), 128, np.uint8))  # no face
+    summary = watch.main(cfg, str(folder), model=str(model_dir), threshold=0.5)
+    events = events_of(capsys.readouterr().out)
+    errors = [e for e in events if e["event"] == "frame_error"]
+    assert len(errors) == 1 and errors[0]["source"].endswith("b.jpg")
+    assert summary.frames == 3 and summary.faces == 1
+    assert events[-1]["frame_error_kinds"] == {"not_an_image": 1}
+
+
+def test_sources_that_cannot_start_fail_clearly(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(SourceError, match="not a video"):
+        sources.open_source(str(text))
+    with pytest.raises(SourceError, match="no such file"):
+        sources.open_source(str(tmp_path / "missing.mp4"))
+    with pytest.raises(SourceError, match="no files match"):
+        sources.open_source(str(tmp_path / "*.png"))
+    assert sources.kind_of("0") == "camera" and sources.kind_of("rtsp://cam/1") == "stream"
+
+
+def test_watch_without_a_registered_model_says_what_to_do(make_cfg):
+    cfg = make_cfg()
+    with pytest.raises(watch.WatchError, match="make run"):
+        watch.load_classifier(cfg)
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+    fail_first: ClassVar[int] = 1
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if Hook.fail_first > 0:
+            Hook.fail_first -= 1
+            self.send_response(500)
+        else:
+            Hook.received.append(body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_sink_retries_and_never_blocks():
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/alerts"
+        sink = alerts.WebhookSink(url, timeout_s=2, retries=2, backoff_s=0.05)
+        sink.send({"event": "alert", "track": 1})
+        sink.send({"event": "alert", "track": 2})
+        stats = sink.close()
+        assert stats == {"sent": 2, "failed": 0, "dropped": 0}
+        assert [e["track"] for e in Hook.received] == [1, 2]  # the first was retried
+    finally:
+        server.shutdown()
+    dead = alerts.WebhookSink("http://127.0.0.1:9/x", timeout_s=0.2, retries=1, backoff_s=0.01)
+    dead.send({"event": "alert"})
+    assert dead.close()["failed"] == 1
+
+
+def test_cli_watch_exits_1_with_a_message_on_a_bad_source(tmp_path):
+    from typer.testing import CliRunner
+
+    from emowatch.cli import app
+
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    result = CliRunner().invoke(app, ["watch", str(bad), "--model", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "not a video" in result.output

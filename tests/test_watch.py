@@ -198,3 +198,15 @@ def test_cli_watch_exits_1_with_a_message_on_a_bad_source(tmp_path):
     result = CliRunner().invoke(app, ["watch", str(bad), "--model", str(tmp_path)])
     assert result.exit_code == 1
     assert "error:" in result.output and "not a video" in result.output
+
+
+def test_a_borderline_frame_does_not_flip_the_track_emotion():
+    from emowatch.deploy.tracker import smoothed_emotion
+
+    tracker = Tracker(n=5)
+    (track,), _, _ = tracker.update([(0, 0, 10, 10)], 0)
+    seen = []
+    for e in ["angry", "neutral", "angry", "neutral", "neutral", "happy"]:
+        track.emotion = smoothed_emotion(track, e)
+        seen.append(track.emotion)
+    assert seen == ["angry", "angry", "angry", "angry", "neutral", "neutral"]

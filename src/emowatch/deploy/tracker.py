@@ -36,6 +36,7 @@ class Track:
     emotion: str | None = None
     p_angry: float = 0.0
     angry_history: deque[bool] = field(default_factory=deque)
+    emotion_history: deque[str] = field(default_factory=deque)
     last_alert_time: float | None = None
     missing: int = 0
 
@@ -73,7 +74,13 @@ class Tracker:
         for i, box in enumerate(boxes):
             if i not in assigned:
                 track = Track(
-                    self._next_id, box, frame, frame, 1, angry_history=deque(maxlen=self.n)
+                    self._next_id,
+                    box,
+                    frame,
+                    frame,
+                    1,
+                    angry_history=deque(maxlen=self.n),
+                    emotion_history=deque(maxlen=self.n),
                 )
                 self._next_id += 1
                 self.tracks[track.id] = track
@@ -92,6 +99,19 @@ class Tracker:
         """End every live track (the source ended)."""
         ended, self.tracks = list(self.tracks.values()), {}
         return ended
+
+
+def smoothed_emotion(track: Track, emotion: str) -> str:
+    """Record this frame's emotion; the track's emotion is the most frequent of its last n
+    (on a tie the current one stays, else the newest), so borderline frames do not flip it."""
+    track.emotion_history.append(emotion)
+    counts: dict[str, int] = {}
+    for e in track.emotion_history:
+        counts[e] = counts.get(e, 0) + 1
+    best = max(counts.values())
+    if track.emotion is not None and counts.get(track.emotion) == best:
+        return track.emotion
+    return next(e for e in reversed(track.emotion_history) if counts[e] == best)
 
 
 def should_alert(track: Track, angry: bool, now: float, k: int, cooldown_s: float) -> bool:

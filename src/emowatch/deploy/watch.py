@@ -2,8 +2,9 @@
 debounced angry alerts.
 
 Per frame: detect faces (downscaled), classify each, follow them with an IoU tracker, and emit
-JSON-line events: track_started, emotion_changed, track_ended, alert (angry in k of the last n
-classified frames, then a cooldown), frame_error, and a closing summary with the timings.
+JSON-line events: track_started, emotion_changed (the most frequent emotion of the track's last
+n frames changed), track_ended, alert (angry in k of the last n classified frames, then a
+cooldown), frame_error, and a closing summary with the timings.
 Privacy: no frame or face is written anywhere unless asked (`--out` writes the annotated video;
 `alerts.include_snapshot` adds the face to alerts).
 """
@@ -29,7 +30,7 @@ from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.deploy.sources import Frame
-from emowatch.deploy.tracker import Track, Tracker, should_alert
+from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
 
 ANGRY_BGR, OTHER_BGR = (0, 0, 255), (0, 200, 0)
 
@@ -229,20 +230,16 @@ class Watcher:
         acfg = self.wcfg.alerts
         for track, pred in zip(tracks, preds, strict=True):
             conf = round(pred.probabilities[pred.emotion], 4)
+            emotion = smoothed_emotion(track, pred.emotion)
             if track.id in new:
                 self.track_event(
                     "track_started", frame, track, emotion=pred.emotion, confidence=conf
                 )
-            elif pred.emotion != track.emotion:
+            elif emotion != track.emotion:
                 self.track_event(
-                    "emotion_changed",
-                    frame,
-                    track,
-                    emotion=pred.emotion,
-                    previous=track.emotion,
-                    confidence=conf,
+                    "emotion_changed", frame, track, emotion=emotion, previous=track.emotion
                 )
-            track.emotion, track.p_angry = pred.emotion, pred.p_angry
+            track.emotion, track.p_angry = emotion, pred.p_angry
             if should_alert(track, pred.angry, frame.time_s, acfg.k, acfg.cooldown_s):
                 self.alert(frame, gray, track, pred)
         return tracks

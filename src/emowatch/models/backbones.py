@@ -73,14 +73,6 @@ def resolve_weights(arch: str, weights: str, allow_download: bool = False) -> Pa
     return path
 
 
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Backbone(nn.Module):
     """A torchvision backbone with a new head for `num_classes`, on 1×H×W normalised faces."""
 
@@ -104,7 +96,6 @@ class Backbone(nn.Module):
         self.input_shape = (in_channels, input_size, input_size)
         path = resolve_weights(arch, weights, allow_download)
         self.weights_file = str(path) if path else None
-        self.weights_md5 = file_md5(path) if path else None
         build = ARCHS[arch][0]
         self.body = build(weights=None)
         if path is not None:

@@ -210,3 +210,35 @@ def test_a_borderline_frame_does_not_flip_the_track_emotion():
         track.emotion = smoothed_emotion(track, e)
         seen.append(track.emotion)
     assert seen == ["angry", "angry", "angry", "angry", "neutral", "neutral"]
+
+
+def test_a_dropping_stream_is_reopened_then_given_up(monkeypatch):
+    opened = []
+
+    class FakeCapture:
+        """A stream that delivers two frames, then nothing, also after reopening."""
+
+        def __init__(self, target=None):
+            opened.append(target)
+            self.left = 2 if len(opened) == 1 else 0
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            self.left -= 1
+            return (True, np.zeros((48, 48, 3), np.uint8)) if self.left >= 0 else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
+    frames = list(sources.open_source("rtsp://cam/1", reconnect_attempts=2, reconnect_wait_s=0))
+    good = [f for f in frames if f.image is not None]
+    errors = [f.error for f in frames if f.image is None]
+    assert len(good) == 2 and len(opened) == 3  # the first connection and two reopenings
+    assert errors == [
+        "no frame; reopening (attempt 1 of 2)",
+        "no frame; reopening (attempt 2 of 2)",
+        "stream ended",
+    ]

@@ -45,7 +45,7 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
 
 
 def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
-    cfg = tiny_fer("registry.candidates=[cnn1,cnn2]", "train.fer2013.max_epochs=3")
+    cfg = tiny_fer("registry.candidates.fer2013=[cnn1,cnn2]", "train.fer2013.max_epochs=3")
     for model in ("cnn1", "cnn2"):
         train.main(cfg, "fer2013", model)
         evaluate.main(cfg, "fer2013", model)
@@ -75,7 +75,7 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     cfg.models.cnn1.optimizer.lr = 0.0
     train.main(cfg, "fer2013", "cnn1")
     evaluate.main(cfg, "fer2013", "cnn1")
-    cfg.registry.candidates = ["cnn1"]
+    cfg.registry.candidates.fer2013 = ["cnn1"]
     register.main(cfg, "fer2013")
     decision = promote.main(cfg, "fer2013")
     versions = client.search_model_versions(f"name = '{name}'")

@@ -81,8 +81,8 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tiny_fer, tmp_path, monk
     cfg = tiny_fer("train.fer2013.max_epochs=3")
     original = fit.build_trainer
 
-    def crashing(*args, **kwargs):
-        return original(*args, extra=[Crash()], **{k: v for k, v in kwargs.items() if k != "extra"})
+    def crashing(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra=()):
+        return original(cfg, dataset, max_epochs, ckpt_dir, logger, history, [*extra, Crash()])
 
     monkeypatch.setattr(train, "build_trainer", crashing)
     with pytest.raises(RuntimeError, match="power cut"):

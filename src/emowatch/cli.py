@@ -137,6 +137,24 @@ def train(
 
 
 @app.command()
+def finetune(
+    backbone: Annotated[
+        str,
+        typer.Option("--backbone", "-b", help="A backbone model: mobilenet_v2, resnet50."),
+    ],
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Stage `finetune`: transfer learning of a torchvision backbone on FER2013.
+
+    Phase 1 trains the new head with the backbone frozen (BatchNorm in eval mode), phase 2 also
+    the top blocks at a lower learning rate (conf/net/<backbone>.yaml). Weights: imagenet from
+    torchvision's cache (`make weights` for MobileNetV2), none, or a path; never downloaded.
+    """
+    _run_stage("finetune", params_file, overrides, backbone=backbone)
+
+
+@app.command()
 def tune(dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Stage `tune`: Optuna study of the series' tuned model on one dataset.
 

@@ -139,7 +139,8 @@ class EmotionClassifier(L.LightningModule):
         self._log_epoch(self.test_metrics)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # Frozen parameters (a backbone's feature-extraction phase) stay out of the optimizer.
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         kwargs: dict[str, Any] = {"optimizer": optimizer}

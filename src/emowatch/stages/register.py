@@ -30,7 +30,7 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
     """The evaluated models of a dataset, with what registration needs."""
     client, out = MlflowClient(), []
     sha, _ = git_info(root)
-    for model in cfg.registry.candidates:
+    for model in cfg.registry.candidates[dataset]:
         metrics_path = resolve_path(cfg.evaluate.dir, root) / dataset / model / "metrics.json"
         info_path = resolve_path(cfg.train.models_dir, root) / dataset / model / "model.json"
         if not metrics_path.is_file() or not info_path.is_file():

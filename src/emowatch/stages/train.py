@@ -24,8 +24,10 @@ from emowatch.data import augmentation
 from emowatch.data.datamodule import SplitArrays, load_dataset
 from emowatch.data.fer2013 import DataError
 from emowatch.files import write_json
+from emowatch.models.backbones import resolve_weights
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
 from emowatch.training import reports, transfer
+from emowatch.training.finetuning import BackboneFinetuning
 from emowatch.training.fit import (
     EpochHistory,
     apply_params,
@@ -68,6 +70,35 @@ def model_config(
         best = transfer.without_architecture(best)
     tuned, batch = apply_params(mcfg, batch, best)
     return tuned, batch, best, source
+
+
+def phases(mcfg: DictConfig) -> list[L.Callback]:
+    """The transfer-learning phases of a backbone model (`finetune:` in its config), if any."""
+    ft = mcfg.get("finetune")
+    if not ft:
+        return []
+    return [BackboneFinetuning(ft.frozen_epochs, ft.trainable_blocks, ft.lr_factor)]
+
+
+def weights_used(mcfg: DictConfig) -> dict[str, str]:
+    """Which pretrained weights a backbone starts from: the file and its md5, or none."""
+    net = mcfg.net
+    if "weights" not in net:
+        return {}
+    path = resolve_weights(net.arch, net.weights, net.get("allow_download", False))
+    return {
+        "weights_file": str(path) if path else "none",
+        "weights_md5": file_hash(path) if path else "none",
+    }
+
+
+def saved_net(mcfg: DictConfig) -> dict:
+    """The network config stored beside the checkpoint; a backbone's pretrained weights are in
+    the checkpoint, so loading it later needs no weights file."""
+    net = OmegaConf.to_container(mcfg.net, resolve=True)
+    if "weights" in net:
+        net["weights"] = "none"
+    return net
 
 
 def best_params_path(cfg: DictConfig, dataset: str, root: Path | None = None) -> Path:
@@ -132,6 +163,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     )
     params |= {"batch_size": batch_size, "dataset": dataset, "model_name": model, "seed": cfg.seed}
     params |= {"train.monitor": tcfg.monitor, "n_train": len(arrays.y["train"])}
+    params |= weights_used(mcfg)
     tags = {"emowatch.dataset": dataset, "emowatch.model": model}
     if source:
         params |= {"init_from": source.dataset, "init_checkpoint_md5": file_hash(source.checkpoint)}
@@ -161,7 +193,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             run_id=run.info.run_id,
         )
         history = EpochHistory()
-        trainer = build_trainer(cfg, dataset, tcfg[dataset].max_epochs, ckpt_dir, logger, history)
+        extra = phases(mcfg)
+        max_epochs = mcfg.get("max_epochs") or tcfg[dataset].max_epochs
+        trainer = build_trainer(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra)
         if last:
             print(f"resuming {name} from {last}")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
@@ -184,7 +218,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             "classes": arrays.classes,
             "input_shape": [1, arrays.image_size, arrays.image_size],
             "normalize": {"mean": norm.mean, "std": norm.std},
-            "net": OmegaConf.to_container(mcfg.net, resolve=True),
+            "net": saved_net(mcfg),
             "tuned_params": tuned,
             "init_from": str(source.model_dir.relative_to(resolve_path(tcfg.models_dir, root)))
             if source

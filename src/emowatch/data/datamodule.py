@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from emowatch.config import resolve_path
+from emowatch.data import faces
 from emowatch.data.fer2013 import SPLITS, DataError
 
 DATASETS = ("fer2013", "photos")
@@ -48,16 +49,6 @@ def load_fer2013(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
     return SplitArrays(x, y, list(cfg.data.fer2013.classes))
 
 
-def resize(img: np.ndarray, size: int) -> np.ndarray:
-    """A square grayscale face at size x size (area interpolation when shrinking)."""
-    if img.shape[:2] == (size, size):
-        return img
-    shrink = img.shape[0] > size
-    return cv2.resize(
-        img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
-
-
 def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
     """The crops and split lists `crop_faces` wrote, resized to `data.photos.image_size`."""
     pcfg = cfg.data.photos
@@ -75,7 +66,7 @@ def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
             raise DataError(
                 f"{len(missing)} crops listed in {splits_path} are missing, e.g. {missing[:3]}"
             )
-        images = [resize(img, size) for img in images]
+        images = [faces.resize(img, size) for img in images]
         x[split] = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
         y[split] = np.array([it["label"] for it in lists[split]], dtype=np.int64)
     return SplitArrays(x, y, list(lists["classes"]))

@@ -110,6 +110,12 @@ def expand_box(box: Box, margin: float, shape: tuple[int, ...]) -> Box:
 def crop(gray: np.ndarray, box: Box, size: int) -> np.ndarray:
     """Cut `box` out of a grayscale image and resize it to size × size."""
     x, y, w, h = box
-    patch = gray[y : y + h, x : x + w]
-    interp = cv2.INTER_AREA if min(w, h) > size else cv2.INTER_LINEAR
-    return cv2.resize(patch, (size, size), interpolation=interp)
+    return resize(gray[y : y + h, x : x + w], size)
+
+
+def resize(img: np.ndarray, size: int) -> np.ndarray:
+    """An image at size × size (area interpolation when shrinking, linear when growing)."""
+    if img.shape[:2] == (size, size):
+        return img
+    interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emowatch.data import faces
 from emowatch.evaluation.loading import load_trained
+from emowatch.evaluation.predict import predict
 from emowatch.evaluation.threshold import predict_with_threshold
 
 
@@ -85,7 +86,6 @@ class FaceClassifier:
     def detect(self, gray: np.ndarray) -> list[faces.Face]:
         return self.detector(gray)
 
-    @torch.inference_mode()
     def classify(self, gray: np.ndarray, found: list[faces.Face]) -> list[FacePrediction]:
         """Classify detected faces of a grayscale image (one batch for all faces)."""
         if not found:
@@ -93,12 +93,7 @@ class FaceClassifier:
         margin = self.spec["crop_margin"]
         boxes = [faces.expand_box(f.box, margin, gray.shape) for f in found]
         crops = np.stack([faces.crop(gray, b, self.size) for b in boxes])
-        x = torch.from_numpy(crops).float().div_(255.0).sub_(self.mean).div_(self.std)
-        x = x.unsqueeze(1)
-        probs = self.net(x).softmax(dim=1)
-        if self.spec.get("tta", "none") == "hflip":
-            probs = (probs + self.net(x.flip(-1)).softmax(dim=1)) / 2
-        probs = probs.numpy()
+        probs = predict(self.net, crops, self.mean, self.std, self.spec.get("tta", "none"))
         labels = predict_with_threshold(probs, self.angry, self.threshold)
         return [
             FacePrediction(

@@ -137,8 +137,13 @@ def load_classifier(uri: str, fallback: dict | None = None) -> FaceClassifier:
     A registry version holding a bare PyTorch network (registered before versions carried their
     detector and threshold) is wrapped from its version tags, with `fallback` giving the
     deployment settings (tta, crop_margin, detector) it lacks."""
-    model = mlflow.pyfunc.load_model(uri)
-    if "pytorch" in model.metadata.flavors and fallback is not None and uri.startswith("models:/"):
+    not_ours = ValueError(
+        f"{uri} is not an emowatch face model: register it with `emowatch register` "
+        "(dvc repro register)"
+    )
+    if is_bare_pytorch(uri):
+        if fallback is None or not uri.startswith("models:/"):
+            raise not_ours
         tags = version_of(uri).tags
         info = {
             "classes": json.loads(tags["classes"]),
@@ -150,13 +155,16 @@ def load_classifier(uri: str, fallback: dict | None = None) -> FaceClassifier:
         }
         spec = spec_of(info, threshold=float(tags["threshold_angry"]), **fallback)
         return FaceClassifier(mlflow.pytorch.load_model(uri).eval(), spec)
-    inner = model.unwrap_python_model() if "python_function" in model.metadata.flavors else None
+    inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     if not isinstance(inner, EmotionModel):
-        raise ValueError(
-            f"{uri} is not an emowatch face model: register it with `emowatch register` "
-            "(dvc repro register)"
-        )
+        raise not_ours
     return inner.classifier
+
+
+def is_bare_pytorch(uri: str) -> bool:
+    """Whether a logged model is a plain `mlflow.pytorch` network (read from its MLmodel file,
+    without loading it)."""
+    return "pytorch" in mlflow.models.get_model_info(uri).flavors
 
 
 def version_of(uri: str) -> ModelVersion:
@@ -173,7 +181,6 @@ def version_of(uri: str) -> ModelVersion:
 def load_network(uri: str) -> torch.nn.Module:
     """The bare network of a registered version, an emowatch pyfunc or a plain PyTorch model
     (the versions registered before models carried their detector and threshold)."""
-    model = mlflow.pyfunc.load_model(uri)
-    if "pytorch" in model.metadata.flavors:
+    if is_bare_pytorch(uri):
         return mlflow.pytorch.load_model(uri).eval()
     return load_classifier(uri).net

@@ -135,18 +135,12 @@ class Backbone(nn.Module):
 
 
 def freeze(net: Backbone, trainable_blocks: int) -> None:
-    """Train only the head and the top `trainable_blocks` blocks; frozen BatchNorm layers stay
-    in eval mode (their running statistics are ImageNet's, not FER2013's)."""
-    for p in net.body.parameters():
-        p.requires_grad = False
+    """Train only the head and the top `trainable_blocks` blocks. Frozen BatchNorm layers are
+    then put in eval mode by `keep_frozen_bn_eval` (their statistics stay ImageNet's)."""
+    net.body.requires_grad_(False)
     blocks = net.blocks()
-    for block in (
-        [*blocks[len(blocks) - trainable_blocks :], net.head()]
-        if trainable_blocks
-        else [net.head()]
-    ):
-        for p in block.parameters():
-            p.requires_grad = True
+    for block in [*blocks[len(blocks) - trainable_blocks :], net.head()]:
+        block.requires_grad_(True)
 
 
 def keep_frozen_bn_eval(net: nn.Module) -> None:

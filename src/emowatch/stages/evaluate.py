@@ -26,23 +26,13 @@ from emowatch.config import flatten, resolve_path
 from emowatch.data.datamodule import load_dataset
 from emowatch.evaluation import explain
 from emowatch.evaluation.loading import load_trained
+from emowatch.evaluation.predict import predict
 from emowatch.evaluation.threshold import angry_scores, choose_threshold, predict_with_threshold
 from emowatch.files import write_json
 from emowatch.tracking.runs import stage_run
 from emowatch.training import reports
-from emowatch.training.fit import predict_proba
 
 STAGE = "evaluate"
-
-
-def predict(net, x: np.ndarray, mean: float, std: float, tta: str) -> np.ndarray:
-    """Probabilities, averaged with the mirrored face when tta=hflip."""
-    probs = predict_proba(net, x, mean, std)
-    if tta == "hflip":
-        probs = (probs + predict_proba(net, x[:, :, ::-1], mean, std)) / 2
-    elif tta != "none":
-        raise ValueError(f"evaluate.tta must be none or hflip, not {tta!r}")
-    return probs
 
 
 def data_hash(x: np.ndarray, y: np.ndarray) -> str:

@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data.datamodule import load_dataset
 from emowatch.deploy import pyfunc
+from emowatch.evaluation.predict import predict
 from emowatch.files import write_json
-from emowatch.stages.evaluate import predict, scores
+from emowatch.stages.evaluate import scores
 from emowatch.tracking import registry
 from emowatch.tracking.runs import stage_run
 

@@ -13,7 +13,7 @@ import lightning.pytorch as L
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch.optim import Optimizer
 
-from emowatch.models.backbones import keep_frozen_bn_eval
+from emowatch.models.backbones import freeze, keep_frozen_bn_eval
 
 
 class BackboneFinetuning(BaseFinetuning):
@@ -25,9 +25,7 @@ class BackboneFinetuning(BaseFinetuning):
         self.lr_factor = lr_factor
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
-        net = pl_module.net
-        self.freeze(net.body, train_bn=False)
-        self.make_trainable(net.head())
+        freeze(pl_module.net, trainable_blocks=0)
 
     def finetune_function(
         self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer

@@ -239,6 +239,36 @@ def watch(
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST every alert as JSON to this URL.")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve a live page for staff: the annotated video, faces now, and the alert "
+            "log with an Acknowledge button.",
+        ),
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address of the page [default: deploy.watch.serve.host, "
+            "127.0.0.1]; another one needs --expose.",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port of the page [default: 8765].")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Token the page and its API require (default: $EMOWATCH_TOKEN; none if unset).",
+        ),
+    ] = None,
+    expose: Annotated[
+        bool,
+        typer.Option("--expose", help="Allow --host to be an address other machines reach."),
+    ] = False,
     overrides: Overrides = None,
     params_file: ParamsOpt = None,
 ) -> None:
@@ -247,12 +277,17 @@ def watch(
     Prints one JSON line per event (track_started, emotion_changed, track_ended, alert,
     frame_error) and a closing summary with frames/s. Alert rules, sinks and the model are in
     conf/deploy (override with deploy.watch.alerts.k=2 and the like). Privacy: nothing is written
-    to disk unless asked (--out, --log, deploy.watch.alerts.include_snapshot).
+    to disk unless asked (--out, --log, deploy.watch.alerts.include_snapshot; with --serve, the
+    alert log of alerts and acknowledgements, without images). --serve keeps only the frame
+    being streamed.
     """
     from emowatch.deploy import watch as watcher
+    from emowatch.deploy.server import ServeError, ServeOptions
     from emowatch.deploy.sources import SourceError
 
     cfg = _load(params_file, overrides)
+    if not serve and (host or port or token or expose):
+        _fail("--host, --port, --token and --expose go with --serve")
     try:
         watcher.main(
             cfg,
@@ -264,8 +299,9 @@ def watch(
             log_file=log_file,
             webhook=webhook,
             root=config.find_root(),
+            serve=ServeOptions(host, port, token, expose) if serve else None,
         )
-    except (SourceError, watcher.WatchError, FileNotFoundError, ValueError) as err:
+    except (SourceError, ServeError, watcher.WatchError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
 
 

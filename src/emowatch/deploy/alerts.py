@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -23,6 +24,10 @@ class Sink(Protocol):
     def send(self, event: dict[str, Any]) -> None: ...
 
     def close(self) -> dict[str, int]: ...
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -137,10 +142,12 @@ class Fanout:
 
     def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = sinks
+        self.lock = threading.Lock()  # the watch loop and the live page's server both send
 
     def send(self, event: dict[str, Any]) -> None:
-        for sink in self.sinks:
-            sink.send(event)
+        with self.lock:
+            for sink in self.sinks:
+                sink.send(event)
 
     def close(self) -> dict[str, int]:
         stats: dict[str, int] = {}

@@ -12,14 +12,15 @@ Privacy: no frame or face is written anywhere unless asked (`--out` writes the a
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -28,9 +29,13 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
+from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
+
+if TYPE_CHECKING:
+    from emowatch.deploy.server import ServeOptions
 
 ANGRY_BGR, OTHER_BGR = (0, 0, 255), (0, 200, 0)
 
@@ -98,10 +103,6 @@ def evaluated_threshold(cfg: DictConfig, model_dir: Path, root: Path | None) -> 
     if not metrics.is_file():
         raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
     return float(json.loads(metrics.read_text())["threshold_angry"])
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -248,6 +249,7 @@ class Watcher:
         acfg = self.wcfg.alerts
         event = {
             "event": "alert",
+            "alert_id": uuid.uuid4().hex[:12],
             "time": now_iso(),
             "source_time_s": round(frame.time_s, 3),
             "frame": frame.index,
@@ -335,10 +337,12 @@ def main(
     webhook: str | None = None,
     root: Path | None = None,
     on_frame: Any = None,
+    serve: ServeOptions | None = None,
 ) -> Summary:
     """Watch SOURCE until it ends (or `deploy.watch.max_frames`); returns the summary, which is
-    also the last event printed."""
-    from emowatch.deploy.sources import open_source
+    also the last event printed. With `serve`, a live page runs beside it (and, by default,
+    stays up after the source ends until Ctrl-C or SIGTERM)."""
+    from emowatch.deploy.sources import kind_of, open_source
 
     wcfg = cfg.deploy.watch
     if show:
@@ -346,26 +350,64 @@ def main(
     frames = open_source(source, wcfg.reconnect_attempts, wcfg.reconnect_wait_s)
     classifier = load_classifier(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
+    page = None
+    if serve is not None:
+        from emowatch.deploy.server import LivePage, terminate_as_interrupt
+
+        terminate_as_interrupt()
+        page = LivePage(wcfg.serve, serve, events, alert_sinks, root)
+        on_frame = chain(on_frame, page.state.publish)
     watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
     if out is not None:
         watcher.fps = video_fps(source)
-    start, last = time.perf_counter(), None
+    # A served video file plays at its own pace, as a camera would deliver it.
+    realtime = page is not None and wcfg.serve.realtime and kind_of(source) == "video"
+    start, last, interrupted, closed = time.perf_counter(), None, False, False
     try:
-        for frame in frames:
-            watcher.step(frame)
-            last = frame
-            if wcfg.max_frames and watcher.summary.frames >= wcfg.max_frames:
-                break
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        try:
+            for frame in frames:
+                if realtime:
+                    time.sleep(max(0.0, frame.time_s - (time.perf_counter() - start)))
+                watcher.step(frame)
+                last = frame
+                if wcfg.max_frames and watcher.summary.frames >= wcfg.max_frames:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted", file=sys.stderr)
+        watcher.summary.wall_s = time.perf_counter() - start
+        watcher.close(last)  # open tracks end with the source, not with the page
+        closed = True
+        if page is not None and not interrupted:
+            page.state.source_state("ended", f"{watcher.summary.frames} frames")
+            if wcfg.serve.keep_serving:
+                with contextlib.suppress(KeyboardInterrupt):
+                    page.wait()
+    except Exception as err:
+        if page is not None:
+            page.state.source_state("error", str(err))
+        raise
     finally:
-        summary = watcher.close(last)
-        summary.wall_s = time.perf_counter() - start
+        summary = watcher.summary if closed else watcher.close(last)
+        summary.wall_s = summary.wall_s or time.perf_counter() - start
+        if page is not None:
+            page.stop()
         event = summary.as_event()
         event |= alert_sinks.close()
         events.send(event)
         events.close()
     return summary
+
+
+def chain(*callbacks: Any) -> Any:
+    """One on_frame callback calling each given one."""
+    active = [c for c in callbacks if c is not None]
+
+    def call(*args: Any) -> None:
+        for callback in active:
+            callback(*args)
+
+    return call
 
 
 def video_fps(source: str) -> float:

@@ -1,0 +1,173 @@
+"""What the live page shows, shared between the watch loop and the web server's threads.
+
+The loop hands each annotated frame, the tracked faces and the alerts to `LiveState`; the
+server reads it. Privacy: only the latest frame is kept (as JPEG, replaced by the next one), and
+nothing but alert and acknowledgement events reaches a file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emowatch.deploy.alerts import now_iso
+from emowatch.deploy.classifier import FacePrediction
+from emowatch.deploy.tracker import Track
+
+
+class AckError(Exception):
+    """An acknowledgement that cannot be taken (unknown or already acknowledged alert)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LiveState:
+    """The latest frame, the faces tracked now, the source's status and the alert log."""
+
+    def __init__(self, stall_s: float = 3.0, max_alerts: int = 200, jpeg_quality: int = 80):
+        self.stall_s, self.jpeg_quality = stall_s, jpeg_quality
+        self.cond = threading.Condition()
+        self.jpeg: bytes | None = None
+        self.seq = 0
+        self.faces: list[dict[str, Any]] = []
+        self.frames = 0
+        self.last_frame_at: float | None = None
+        self.status, self.detail = "starting", ""
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self.closed = False
+
+    # The watch loop's side.
+    def publish(self, image: np.ndarray, tracks: list[Track], preds: list[FacePrediction]) -> None:
+        """A new annotated frame and its faces (the previous frame is dropped)."""
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        faces = [
+            {
+                "track": t.id,
+                "emotion": t.emotion or p.emotion,
+                "confidence": round(p.probabilities[p.emotion], 3),
+                "p_angry": round(p.p_angry, 3),
+                "angry": bool(p.angry),
+                "box": [int(v) for v in p.box],
+            }
+            for t, p in zip(tracks, preds, strict=True)
+        ]
+        with self.cond:
+            if ok:
+                self.jpeg = buf.tobytes()
+                self.seq += 1
+            self.faces = faces
+            self.frames += 1
+            self.last_frame_at = time.monotonic()
+            self.status, self.detail = "live", ""
+            self.cond.notify_all()
+
+    def source_state(self, status: str, detail: str = "") -> None:
+        """`ended` or `error` (with what happened); faces are cleared."""
+        with self.cond:
+            self.status, self.detail, self.faces = status, detail, []
+            self.cond.notify_all()
+
+    def add_alert(self, event: dict[str, Any]) -> None:
+        with self.cond:
+            self.alerts.appendleft(dict(event, acknowledged=None))
+
+    def acknowledge(self, alert_id: str, by: str) -> dict[str, Any]:
+        """Mark an alert acknowledged; returns the acknowledgement event to log and send."""
+        with self.cond:
+            alert = next((a for a in self.alerts if a.get("alert_id") == alert_id), None)
+            if alert is None:
+                raise AckError(f"no alert {alert_id!r}", 404)
+            if alert["acknowledged"]:
+                raise AckError(f"alert {alert_id!r} is already acknowledged", 409)
+            event = {
+                "event": "alert_acknowledged",
+                "time": now_iso(),
+                "alert_id": alert_id,
+                "alert_time": alert.get("time"),
+                "track": alert.get("track"),
+                "by": by[:80] or "staff",
+            }
+            alert["acknowledged"] = {"time": event["time"], "by": event["by"]}
+            return event
+
+    def restore(self, log: Path, keep: int) -> int:
+        """Alerts and acknowledgements from an earlier run's alert log (so a restart keeps the
+        list); returns how many alerts were restored. Unreadable lines are skipped and counted."""
+        if not log.is_file():
+            return 0
+        alerts: dict[str, dict[str, Any]] = {}
+        bad = 0
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if event.get("event") == "alert" and event.get("alert_id"):
+                alerts[event["alert_id"]] = dict(event, acknowledged=None)
+            elif event.get("event") == "alert_acknowledged" and event.get("alert_id") in alerts:
+                alerts[event["alert_id"]]["acknowledged"] = {
+                    "time": event.get("time"),
+                    "by": event.get("by"),
+                }
+        if bad:
+            print(f"{log}: {bad} unreadable line(s) skipped")
+        restored = list(alerts.values())[-keep:]
+        with self.cond:
+            for alert in restored:
+                self.alerts.appendleft(alert)
+        return len(restored)
+
+    # The server's side.
+    def view(self) -> dict[str, Any]:
+        """The page's state: source status (a live source without frames for stall_s is
+        `stalled`), faces now and the alert log, newest first."""
+        with self.cond:
+            status, since = self.status, None
+            if self.last_frame_at is not None:
+                since = round(time.monotonic() - self.last_frame_at, 1)
+                if status == "live" and since > self.stall_s:
+                    status = "stalled"
+            return {
+                "source": {"status": status, "detail": self.detail, "frames": self.frames},
+                "seconds_since_frame": since,
+                "faces": list(self.faces) if status == "live" else [],
+                "alerts": [
+                    {k: v for k, v in a.items() if k != "snapshot_jpeg_base64"} for a in self.alerts
+                ],
+                "unacknowledged": sum(1 for a in self.alerts if not a["acknowledged"]),
+            }
+
+    def next_frame(self, after: int, timeout: float) -> tuple[int, bytes | None]:
+        """The latest frame once it is newer than `after` (or the same one after `timeout`)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.seq > after or self.closed, timeout)
+            return self.seq, self.jpeg
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+class LiveSink:
+    """An alert sink that puts alerts on the page."""
+
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
+
+    def send(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "alert":
+            self.state.add_alert(event)
+
+    def close(self) -> dict[str, int]:
+        return {}

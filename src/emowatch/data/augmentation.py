@@ -27,3 +27,21 @@ def load(path: Path) -> A.Compose:
     if not path.is_file():
         raise FileNotFoundError(f"augmentation pipeline {path} not found: run `dvc repro augment`")
     return A.load(str(path), data_format="json")
+
+
+def select(pipeline: A.Compose, acfg: DictConfig, names: list[str] | None) -> A.Compose:
+    """The transforms of `pipeline` named in `names` (keys of `augment.transforms`, the stage's
+    config it was built from), in pipeline order; None: the whole pipeline."""
+    if names is None:
+        return pipeline
+    built = [name for name, t in acfg.transforms.items() if t is not None]
+    if len(built) != len(pipeline.transforms):
+        raise ValueError(
+            f"the augmentation pipeline has {len(pipeline.transforms)} transforms but "
+            f"augment.transforms names {len(built)}: run `dvc repro augment`"
+        )
+    unknown = sorted(set(names) - set(built))
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown}: the pipeline has {built}")
+    chosen = [t for name, t in zip(built, pipeline.transforms, strict=True) if name in names]
+    return A.Compose(chosen, seed=getattr(pipeline, "seed", None))

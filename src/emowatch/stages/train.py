@@ -17,6 +17,7 @@ import mlflow
 import torch
 import yaml
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import flatten, resolve_path
@@ -39,6 +40,7 @@ from emowatch.training.fit import (
     predict_proba,
     record_state,
     resume_point,
+    scheduler_config,
 )
 from emowatch.training.transfer import Source
 
@@ -130,12 +132,46 @@ def evaluate_best(
     }
 
 
+def fit_model(
+    cfg: DictConfig,
+    dataset: str,
+    model: str,
+    mcfg: DictConfig,
+    batch_size: int,
+    arrays: SplitArrays,
+    augment: object,
+    ckpt_dir: Path,
+    logger: MLFlowLogger | None,
+    history: EpochHistory,
+    source: Source | None,
+    last: Path | None,
+) -> tuple[L.LightningModule, L.Trainer]:
+    """Build the data, the module (started from `source` unless resuming) and the Trainer, then
+    fit, resuming from `last` when given."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg, arrays, dataset, batch_size, augment)
+    module = build_module(cfg, mcfg, arrays, dataset, datamodule.loss_weights())
+    if source and not last:
+        copied = transfer.load_weights(module.net, source, arrays.classes)
+        print(f"{dataset}-{model}: started from {source.model_dir} ({copied})")
+    max_epochs = mcfg.get("max_epochs") or cfg.train[dataset].max_epochs
+    patience = mcfg.get("early_stopping_patience")
+    trainer = build_trainer(
+        cfg, dataset, max_epochs, ckpt_dir, logger, history, phases(mcfg), patience
+    )
+    if last:
+        print(f"resuming {dataset}-{model} from {last}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+    return module, trainer
+
+
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Train `model` on `dataset`; returns the metrics written to the stage's metrics JSON."""
     tcfg = cfg.train
     mcfg, batch_size, tuned, source = model_config(cfg, dataset, model, root)
     arrays = load_dataset(cfg, dataset, root)
     augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
+    augment = augmentation.select(augment, cfg.augment, mcfg.get("augment"))
     name = f"{dataset}-{model}"
     ckpt_dir = resolve_path(tcfg.checkpoints_dir, root) / dataset / model
     model_dir = resolve_path(tcfg.models_dir, root) / dataset / model
@@ -145,7 +181,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         batch_size,
         tcfg[dataset],
         tcfg.monitor,
-        cfg.scheduler,
+        scheduler_config(cfg, mcfg),
         cfg.trainer,
         cfg.seed,
         arrays.image_size,
@@ -154,14 +190,24 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     if tcfg.resume:
         last, run_id = resume_point(ckpt_dir, key)
     else:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if rank_zero_only.rank == 0:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         last, run_id = None, None
+    if rank_zero_only.rank != 0:
+        # Another DDP process (trainer=ddp): it trains its share; MLflow, the checkpoints, the
+        # reports and the model files are rank 0's.
+        fit_model(
+            cfg, dataset, model, mcfg, batch_size, arrays, augment, ckpt_dir, None, EpochHistory(),
+            source, last,
+        )  # fmt: skip
+        return {}
     params = (
         flatten(mcfg, "model")
         | flatten(tcfg[dataset], "train")
-        | flatten(cfg.scheduler, "scheduler")
+        | flatten(scheduler_config(cfg, mcfg) or {}, "scheduler")
     )
     params |= {"batch_size": batch_size, "dataset": dataset, "model_name": model, "seed": cfg.seed}
+    params |= {"profile": cfg.get("profile", "cpu"), "trainer.precision": cfg.trainer.precision}
     params |= {"train.monitor": tcfg.monitor, "n_train": len(arrays.y["train"])}
     params |= weights_used(mcfg)
     tags = {"emowatch.dataset": dataset, "emowatch.model": model}
@@ -181,24 +227,16 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         system_metrics=True,
     ) as run:
         record_state(ckpt_dir, key, run.info.run_id, done=False)
-        L.seed_everything(cfg.seed, workers=True)
-        datamodule = build_datamodule(cfg, arrays, dataset, batch_size, augment)
-        module = build_module(cfg, mcfg, arrays, dataset, datamodule.loss_weights())
-        if source and not last:
-            copied = transfer.load_weights(module.net, source, arrays.classes)
-            print(f"{name}: started from {source.model_dir} ({copied})")
         logger = MLFlowLogger(
             experiment_name=cfg.tracking.experiment,
             tracking_uri=tracking_uri(cfg, root),
             run_id=run.info.run_id,
         )
         history = EpochHistory()
-        extra = phases(mcfg)
-        max_epochs = mcfg.get("max_epochs") or tcfg[dataset].max_epochs
-        trainer = build_trainer(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra)
-        if last:
-            print(f"resuming {name} from {last}")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+        module, trainer = fit_model(
+            cfg, dataset, model, mcfg, batch_size, arrays, augment, ckpt_dir, logger, history,
+            source, last,
+        )  # fmt: skip
 
         best = Path(trainer.checkpoint_callback.best_model_path or ckpt_dir / "last.ckpt")
         state = torch.load(best, map_location="cpu", weights_only=False)

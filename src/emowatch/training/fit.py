@@ -57,18 +57,31 @@ def build_module(
     weights: list[float] | None,
 ) -> EmotionClassifier:
     """The LightningModule with the network, optimizer and scheduler injected from config."""
-    scfg = cfg.get("scheduler")
+    scfg = scheduler_config(cfg, model_cfg)
     scheduler = instantiate(scfg) if scfg else None
+    per_step = bool(scfg and "OneCycle" in scfg._target_)  # sized by the run, stepped per batch
     return EmotionClassifier(
         net=build_net(model_cfg, arrays),
         optimizer=instantiate(model_cfg.optimizer),
         classes=arrays.classes,
         scheduler=scheduler,
-        scheduler_total_steps=bool(scfg and "OneCycle" in scfg._target_),
+        scheduler_interval="step" if per_step else "epoch",
+        scheduler_total_steps=per_step,
         class_weights=weights,
-        label_smoothing=cfg.train[dataset].label_smoothing,
+        label_smoothing=label_smoothing(cfg, model_cfg, dataset),
         target_recall=cfg.train.target_recall,
     )
+
+
+def scheduler_config(cfg: DictConfig, model_cfg: DictConfig) -> DictConfig | None:
+    """The model's own `scheduler:` if it has one (a VGG's one-cycle), else the global one."""
+    return model_cfg.get("scheduler") or cfg.get("scheduler")
+
+
+def label_smoothing(cfg: DictConfig, model_cfg: DictConfig, dataset: str) -> float:
+    """The model's own `label_smoothing:` if set, else the dataset's."""
+    own = model_cfg.get("label_smoothing")
+    return float(cfg.train[dataset].label_smoothing if own is None else own)
 
 
 def build_datamodule(
@@ -117,10 +130,12 @@ def build_trainer(
     logger: Any,
     history: EpochHistory,
     extra: Sequence[Callback] = (),
+    patience: int | None = None,
 ) -> L.Trainer:
-    """A Trainer with early stopping and checkpoints (best + last) on the validation monitor."""
+    """A Trainer with early stopping and checkpoints (best + last) on the validation monitor;
+    `patience` overrides the dataset's (a one-cycle schedule peaks mid-run)."""
     tcfg = cfg.train
-    patience = tcfg[dataset].early_stopping_patience
+    patience = patience or tcfg[dataset].early_stopping_patience
     callbacks: list[Callback] = [
         EarlyStopping(monitor=tcfg.monitor, mode=tcfg.mode, patience=patience),
         history,

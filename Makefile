@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 # Stage commands (`emowatch ...` in dvc.yaml) must find the venv's executables.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install test test-all lint format params data run bench serve weights clean
+.PHONY: help install test test-slow test-all lint format params data run bench serve weights clean
 help:
 	@echo "make test      install (first time) and run the fast tests"
 	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
-	@echo "make test-all  also the tests marked slow"
+	@echo "make test-slow the slow end-to-end tests (retrain, DDP, PostgreSQL-backed MLflow)"
+	@echo "make test-all  all tests"
 	@echo "make lint      ruff check + format check"
 	@echo "make params    regenerate params.yaml from conf/"
 	@echo "make bench     run the benchmarks in benchmarks/"
@@ -40,6 +41,11 @@ data: install
 
 test: data
 	$(BIN)/python -m pytest -m "not slow"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
+
+# The slow end-to-end tests: retrain twice, DDP on 2 CPU processes, PostgreSQL + S3 MLflow.
+test-slow: data
+	$(BIN)/python -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
 test-all: data

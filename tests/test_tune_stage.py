@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import optuna
 import yaml
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from emowatch.stages import train, tune
 from emowatch.training.fit import apply_params
+from tests.conftest import REPO, TINY_TRAINING, isolated
 
 TINY_TUNE = (
     "tune.fer2013.n_trials=2",
@@ -91,3 +97,43 @@ def test_apply_params_maps_per_layer_sizes(make_cfg):
     assert tuned.net.conv_dropout == 0.1 and tuned.net.dense_dropout == 0.5
     assert tuned.optimizer.lr == 0.01 and batch == 32
     assert list(cfg.models.cnn2.net.filters) == [32, 64]  # the original is untouched
+
+
+def test_two_workers_share_one_study(tiny_fer, tmp_path):
+    """Two `emowatch tune` processes on one RDB storage URL: together they run the study's
+    n_trials, every trial once, none lost, each an MLflow child run."""
+    cfg = tiny_fer()  # writes the tiny arrays and the augmentation pipeline
+    url = f"sqlite:///{tmp_path / 'shared-study.db'}"
+    overrides = [
+        *isolated(tmp_path, tmp_path / "data"),
+        *TINY_TRAINING,
+        *TINY_TUNE,
+        "tune.fer2013.n_trials=6",
+        "tune.pruner.n_startup_trials=10",  # no pruning: every trial completes
+        f"tune.storage={url}",
+    ]
+    cmd = [sys.executable, "-m", "emowatch.cli", "tune", "--dataset", "fer2013", *overrides]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    workers = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=600)[0].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+
+    (name,) = optuna.get_all_study_names(url)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    numbers = sorted(t.number for t in trials)
+    # MaxTrialsCallback: a worker may finish the trial it had started when the other one
+    # completed the sixth, so 6 or 7 trials; none is lost, failed, or run twice
+    assert numbers == list(range(len(trials))) and len(trials) in (6, 7)
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
+    exp = client.get_experiment_by_name("emowatch").experiment_id
+    children = client.search_runs([exp], filter_string="tags.`optuna.trial` != ''")
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == numbers
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(parents) <= 2
+    # the stage's DVC output is a snapshot of the shared study
+    local = f"sqlite:///{tmp_path / 'artifacts/tune/fer2013/study.db'}"
+    assert len(optuna.load_study(study_name=name, storage=local).trials) >= 6

@@ -306,6 +306,41 @@ def watch(
 
 
 @app.command()
+def retrain(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would run; change nothing.")
+    ] = False,
+    experiment: Annotated[
+        bool,
+        typer.Option(
+            "--experiment",
+            help="Run as a DVC experiment (dvc exp run --temp) instead of changing the workspace.",
+        ),
+    ] = False,
+    pull: Annotated[
+        bool | None,
+        typer.Option("--pull/--no-pull", help="dvc pull the data first [default: retrain.pull]."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run every stage even if nothing changed.")
+    ] = False,
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Pull, reproduce and promote if anything changed: one idempotent command for schedulers.
+
+    Exit codes: 0 promoted (with --dry-run: work to do), 10 ran but kept the champion, 11
+    nothing to do, 1 failed, 75 another retrain is running. The report (data hash, changes,
+    champions before/after, the gate's reasons) goes to reports/retrain/ and to MLflow.
+    """
+    from emowatch import retrain as retraining
+
+    cfg = _load(params_file, overrides)
+    outcome = retraining.main(cfg, config.find_root(), dry_run, experiment, pull, force)
+    raise typer.Exit(int(outcome))
+
+
+@app.command()
 def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Print where the MLflow store, reports and plots are, and how to browse them."""
     from emowatch.tracking.runs import tracking_uri

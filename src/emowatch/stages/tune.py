@@ -3,13 +3,16 @@
 Per-layer filters and dense units, dropout rates, learning rate and batch size (conf/tune) are
 searched with a seeded TPE sampler; a MedianPruner stops poor trials through optuna-integration's
 `PyTorchLightningPruningCallback`. The objective is measured on the validation split only. The
-study lives in a sqlite file, so a killed study continues where it stopped (`load_if_exists`);
-each trial is an MLflow child run under one parent. The best params go to
+study lives in a sqlite file (or the RDB at `tune.storage`, shared by several workers), so a
+killed study continues where it stopped (`load_if_exists`); each trial is an MLflow child run
+under one parent (one per worker). The best params go to
 `<tune.dir>/<dataset>/best_params.yaml`, which the tuned model's `train` stage reads.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,11 @@ import lightning.pytorch as L
 import matplotlib.pyplot as plt
 import mlflow
 import optuna
+import sqlalchemy
 import yaml
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
@@ -173,6 +178,34 @@ def study_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     return paths
 
 
+def study_storage(url: str | None, out_dir: Path) -> optuna.storages.RDBStorage:
+    """The study's storage: `url` (an RDB URL several workers share, e.g. PostgreSQL) or, when
+    null, a sqlite file in `out_dir`. Heartbeats let a killed worker's trial be marked failed."""
+    url = url or f"sqlite:///{out_dir / 'study.db'}"
+    # sqlite serialises writers: wait for the lock instead of failing when workers collide
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=10, grace_period=30
+            )
+        except sqlalchemy.exc.DatabaseError:
+            # workers starting together on an empty database race to create its tables
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
+def snapshot(name: str, storage: optuna.storages.BaseStorage, path: Path) -> None:
+    """Copy a shared study into the stage's sqlite file (its DVC output): the study as it was
+    when this worker finished, next to the best params it chose."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")  # workers sharing a folder: atomic
+    tmp.unlink(missing_ok=True)
+    optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=f"sqlite:///{tmp}")
+    os.replace(tmp, path)
+
+
 def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     """Run (or continue) the study for `dataset`; returns the best-params record."""
     tcfg = cfg.tune
@@ -202,9 +235,8 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     )
     out_dir = resolve_path(tcfg.dir, root) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{out_dir / 'study.db'}", heartbeat_interval=10, grace_period=30
-    )
+    shared = bool(tcfg.get("storage"))
+    storage = study_storage(tcfg.get("storage"), out_dir)
     study = optuna.create_study(
         study_name=f"{dataset}-{key}",
         storage=storage,
@@ -234,14 +266,22 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         params=params,
         root=root,
         tags={"emowatch.dataset": dataset},
-        run_id=study.user_attrs.get("mlflow_run_id"),
+        # One parent run per study, reopened on resume; with a shared storage, one per worker.
+        run_id=None if shared else study.user_attrs.get("mlflow_run_id"),
     ) as run:
-        study.set_user_attr("mlflow_run_id", run.info.run_id)
+        if not shared:
+            study.set_user_attr("mlflow_run_id", run.info.run_id)
         mlflow.set_tag("tune.n_trials", str(tcfg[dataset].n_trials))  # may grow on a resumed study
         if done:
             print(f"study {study.study_name}: {done} trials already finished, {remaining} to go")
+        # Several workers may share the study (`tune.storage`): each stops once the study as a
+        # whole has n_trials finished trials, not after its own share.
+        enough = MaxTrialsCallback(int(tcfg[dataset].n_trials), states=finished)
         study.optimize(
-            Objective(cfg, dataset, arrays, augment, root), n_trials=remaining, gc_after_trial=True
+            Objective(cfg, dataset, arrays, augment, root),
+            n_trials=remaining,
+            callbacks=[enough],
+            gc_after_trial=True,
         )
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
@@ -262,6 +302,8 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         }
         path = best_params_path(cfg, dataset, root)
         path.write_text(yaml.safe_dump(record, sort_keys=False))
+        if shared:
+            snapshot(study.study_name, storage, out_dir / "study.db")
         report_dir = resolve_path(cfg.paths.reports_dir, root) / "tune" / dataset
         plots = study_plots(study, report_dir)
         trials_csv = report_dir / "trials.csv"

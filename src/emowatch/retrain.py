@@ -1,0 +1,355 @@
+"""`emowatch retrain`: one idempotent command for schedulers (cron, a systemd timer, CI).
+
+Takes a lock (a second retrain exits at once), brings the data (`dvc pull`, or the data present
+when the remote cannot be reached or the data has local changes), asks DVC what changed, runs
+`dvc repro` (or `dvc exp run --temp`, leaving the workspace alone), and reads the promotion
+gate's decision off the registry: the champion alias moved or it did not. A report (data hash,
+what changed, metrics against the champion, decision) goes to a JSON and a Markdown file and to
+an MLflow run. The exit code tells a scheduler what happened (`Outcome`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+from emowatch.files import write_json
+
+
+class Outcome(IntEnum):
+    """Exit codes of `emowatch retrain`."""
+
+    PROMOTED = 0  # a new champion (or, with --dry-run: there is work to do)
+    FAILED = 1
+    KEPT_CHAMPION = 10  # the pipeline ran; the champion stayed
+    NOTHING_TO_DO = 11  # data, code and params unchanged: nothing ran
+    LOCKED = 75  # another retrain holds the lock (EX_TEMPFAIL: try again later)
+
+
+class Locked(Exception):
+    """Another retrain holds the lock."""
+
+
+@contextlib.contextmanager
+def retrain_lock(path: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on `path` (released when the process dies, too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise Locked(f"another retrain is running ({holder}; lock {path})") from err
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {_now()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def tool(name: str) -> str:
+    """An executable of this environment (the venv's dvc), else from PATH."""
+    here = Path(sys.executable).with_name(name)
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def run(cmd: list[str], root: Path, env: dict[str, str] | None = None, quiet: bool = False):
+    """Run a command in the project root; its output streams through unless `quiet`."""
+    return subprocess.run(
+        cmd,
+        cwd=root,
+        env=env,
+        text=True,
+        capture_output=quiet,
+        check=False,
+    )
+
+
+@dataclass
+class Report:
+    """What a retrain saw, did and decided."""
+
+    started: str = field(default_factory=_now)
+    finished: str | None = None
+    mode: str = "workspace"
+    outcome: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, Any] = field(default_factory=dict)
+    changes: dict[str, Any] = field(default_factory=dict)
+    champions_before: dict[str, Any] = field(default_factory=dict)
+    champions_after: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def git(root: Path, *args: str) -> str:
+    out = run(["git", *args], root, quiet=True)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def code_state(root: Path) -> dict[str, Any]:
+    return {
+        "git_commit": git(root, "rev-parse", "HEAD") or None,
+        "git_dirty_files": [line[3:] for line in git(root, "status", "--porcelain").splitlines()],
+    }
+
+
+def data_state(root: Path) -> dict[str, Any]:
+    """The md5 data.dvc records for the raw data, and whether the workspace differs from it."""
+    dvc_file = root / "data.dvc"
+    md5 = None
+    if dvc_file.is_file():
+        import yaml
+
+        outs = yaml.safe_load(dvc_file.read_text()).get("outs", [])
+        md5 = outs[0].get("md5") if outs else None
+    status = run([tool("dvc"), "status", "--json", "data.dvc"], root, quiet=True)
+    changed = bool(status.returncode == 0 and json.loads(status.stdout or "{}"))
+    return {"data_dvc_md5": md5, "local_changes": changed}
+
+
+def sync_data(root: Path, pull: bool, targets: list[str]) -> dict[str, Any]:
+    """`dvc pull` the raw data, unless it has local changes (new photos dropped in) or the remote
+    cannot be reached, in which case the data present is used; no data at all is a failure."""
+    state = data_state(root)
+    if not pull:
+        state["source"] = "present (--no-pull)"
+    elif state["local_changes"]:
+        state["source"] = "present (local changes: not overwritten by a pull)"
+    else:
+        out = run([tool("dvc"), "pull", *targets], root, quiet=True)
+        if out.returncode == 0:
+            state["source"] = "pulled"
+        else:
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or [""]
+            state["source"] = f"present (dvc pull failed: {tail[0]})"
+    if not (root / "data").is_dir() or not any((root / "data").iterdir()):
+        raise RuntimeError("no data: `dvc pull data.dvc` failed and data/ is empty")
+    return state | {"after": data_state(root)}
+
+
+def pipeline_changes(root: Path) -> dict[str, Any]:
+    """What DVC says is stale, per stage: changed deps, params, outs (empty: up to date)."""
+    out = run([tool("dvc"), "status", "--json"], root, quiet=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"dvc status failed: {out.stderr.strip()}")
+    status = json.loads(out.stdout or "{}")
+    return {k: v for k, v in status.items() if k != "data.dvc"}
+
+
+def champions(cfg: DictConfig, root: Path) -> dict[str, Any]:
+    """Each registered model's champion: version, model, test metrics."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from emowatch.tracking.runs import tracking_uri
+
+    client = mlflow.tracking.MlflowClient(tracking_uri(cfg, root))
+    out: dict[str, Any] = {}
+    for dataset, name in cfg.registry.names.items():
+        try:
+            v = client.get_model_version_by_alias(name, "champion")
+        except MlflowException:
+            out[dataset] = None
+            continue
+        keep = (
+            "test_accuracy",
+            "test_recall_angry_at_threshold",
+            "test_precision_angry_at_threshold",
+        )
+        metrics = {k.removeprefix("test_"): float(v.tags[k]) for k in keep if k in v.tags}
+        out[dataset] = {"version": int(v.version), "model": v.tags.get("model"), **metrics}
+    return out
+
+
+def promotions(cfg: DictConfig, root: Path) -> dict[str, Any]:
+    """The promote stages' reports (the gate's reasons and compared metrics), if present."""
+    out = {}
+    for dataset in cfg.registry.names:
+        path = resolve_path(cfg.registry.dir, root) / f"{dataset}_promotion.json"
+        if path.is_file():
+            out[dataset] = json.loads(path.read_text())
+    return out
+
+
+def markdown(report: Report) -> str:
+    r = report
+    lines = [
+        f"# emowatch retrain — {r.outcome}",
+        "",
+        f"- started {r.started}, finished {r.finished}, mode {r.mode}",
+        f"- code: commit {r.code.get('git_commit')}, "
+        f"{len(r.code.get('git_dirty_files', []))} uncommitted file(s)",
+        f"- data: data.dvc md5 {r.data.get('data_dvc_md5')}, {r.data.get('source')}",
+        "",
+        "## What changed",
+        "",
+    ]
+    if not r.changes:
+        lines.append("Nothing: every stage is up to date.")
+    for stage, items in r.changes.items():
+        what = []
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, dict):
+                for kind, detail in item.items():
+                    what.append(
+                        f"{kind}: {', '.join(detail) if isinstance(detail, dict) else detail}"
+                    )
+            else:
+                what.append(str(item))
+        lines.append(f"- `{stage}`: {'; '.join(what)}")
+    lines += ["", "## Champions", "", "| model | before | after |", "|---|---|---|"]
+    for dataset in sorted(set(r.champions_before) | set(r.champions_after)):
+        b, a = r.champions_before.get(dataset), r.champions_after.get(dataset)
+        lines.append(f"| {dataset} | {_version(b)} | {_version(a)} |")
+    if r.promotion:
+        lines += ["", "## Promotion gate", ""]
+        for dataset, p in r.promotion.items():
+            lines.append(
+                f"- {dataset}: {'promoted' if p.get('promoted') else 'kept'} — {p.get('reason')}"
+            )
+    if r.error:
+        lines += ["", "## Error", "", "```", r.error, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _version(champion: dict[str, Any] | None) -> str:
+    if not champion:
+        return "none"
+    acc = champion.get("accuracy")
+    return f"v{champion['version']} {champion.get('model') or ''}" + (
+        f" (test acc {acc:.3f})" if isinstance(acc, float) else ""
+    )
+
+
+def write_report(cfg: DictConfig, report: Report, root: Path) -> tuple[Path, Path]:
+    """reports/retrain/<time>.{json,md} and latest.{json,md}; also an MLflow run."""
+    folder = resolve_path(cfg.retrain.report_dir, root)
+    stamp = report.started.replace(":", "").replace("-", "")
+    json_path = write_json(folder / f"{stamp}.json", report.as_dict())
+    md_path = folder / f"{stamp}.md"
+    md_path.write_text(markdown(report))
+    shutil.copyfile(json_path, folder / "latest.json")
+    shutil.copyfile(md_path, folder / "latest.md")
+    log_to_mlflow(cfg, report, [json_path, md_path], root)
+    return json_path, md_path
+
+
+def log_to_mlflow(cfg: DictConfig, report: Report, files: list[Path], root: Path) -> None:
+    import mlflow
+
+    from emowatch.tracking.runs import stage_run
+
+    params = {
+        "mode": report.mode,
+        "data_dvc_md5": report.data.get("data_dvc_md5"),
+        "data_source": report.data.get("source"),
+        "stale_stages": ",".join(report.changes)[:500] or "none",
+    }
+    with stage_run(cfg, "retrain", run_name="retrain", params=params, root=root):
+        mlflow.set_tags({"emowatch.retrain.outcome": report.outcome})
+        for dataset, champ in report.champions_after.items():
+            if champ:
+                mlflow.log_metric(f"{dataset}_champion_version", champ["version"])
+        for path in files:
+            mlflow.log_artifact(str(path))
+
+
+def main(
+    cfg: DictConfig,
+    root: Path,
+    dry_run: bool = False,
+    experiment: bool = False,
+    pull: bool | None = None,
+    force: bool = False,
+) -> Outcome:
+    """Retrain if anything changed; returns the outcome (the command's exit code)."""
+    rcfg = cfg.retrain
+    pull = rcfg.pull if pull is None else pull
+    try:
+        with retrain_lock(resolve_path(rcfg.lock_file, root)):
+            return _retrain(cfg, root, dry_run, experiment, pull, force)
+    except Locked as err:
+        print(f"emowatch retrain: {err}", file=sys.stderr)
+        return Outcome.LOCKED
+
+
+def _retrain(
+    cfg: DictConfig, root: Path, dry_run: bool, experiment: bool, pull: bool, force: bool
+) -> Outcome:
+    report = Report(mode="dvc experiment (--temp)" if experiment else "workspace")
+    report.code = code_state(root)
+    try:
+        report.data = sync_data(root, pull and not dry_run, list(cfg.retrain.pull_targets))
+        report.changes = pipeline_changes(root)
+        report.champions_before = champions(cfg, root)
+        if not report.changes and not force:
+            print("emowatch retrain: data, code and params unchanged; nothing to do")
+            report.outcome = "nothing to do"
+            report.champions_after = report.champions_before
+            return Outcome.NOTHING_TO_DO
+        if dry_run:
+            print("emowatch retrain --dry-run: these stages would run:")
+            for stage in report.changes or ["(all, --force)"]:
+                print(f"  {stage}")
+            return Outcome.PROMOTED
+        env = dict(os.environ)
+        env.setdefault(
+            "EMOWATCH_PIPELINE_ID", f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        )
+        if experiment:
+            from emowatch.tracking.runs import tracking_uri
+
+            # The temporary copy has no mlflow.db: log and register in this project's store.
+            env["MLFLOW_TRACKING_URI"] = tracking_uri(cfg, root)
+            cmd = [tool("dvc"), "exp", "run", "--temp", "--name", env["EMOWATCH_PIPELINE_ID"]]
+        else:
+            cmd = [tool("dvc"), "repro", *(["--force"] if force else [])]
+        done = run(cmd, root, env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[1:])} failed with exit code {done.returncode}")
+        report.champions_after = champions(cfg, root)
+        report.promotion = {} if experiment else promotions(cfg, root)
+        moved = any(
+            (report.champions_after.get(d) or {}).get("version")
+            != (report.champions_before.get(d) or {}).get("version")
+            for d in report.champions_after
+        )
+        report.outcome = "promoted" if moved else "kept champion"
+        return Outcome.PROMOTED if moved else Outcome.KEPT_CHAMPION
+    except Exception as err:  # the report says what failed; the exit code says it failed
+        report.outcome, report.error = "failed", f"{type(err).__name__}: {err}"
+        print(f"emowatch retrain: {report.error}", file=sys.stderr)
+        return Outcome.FAILED
+    finally:
+        report.finished = _now()
+        if report.outcome and not dry_run:
+            _, md_path = write_report(cfg, report, root)
+            print(f"emowatch retrain: {report.outcome}; report {md_path}")

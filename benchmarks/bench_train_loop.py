@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from emowatch import config
 from emowatch.data import augmentation
 from emowatch.data.datamodule import FaceDataModule, SplitArrays, load_dataset
+from emowatch.data.fer2013 import DataError
 from emowatch.training.fit import build_module
 
 
@@ -48,7 +49,7 @@ def data(cfg, root: Path, n: int) -> SplitArrays:
     try:
         arrays = load_dataset(cfg, "fer2013", root)
         source = "FER2013 Training"
-    except (FileNotFoundError, OSError, ValueError):
+    except (DataError, OSError, ValueError):  # not prepared (`dvc repro prepare`)
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
         y = rng.integers(0, 7, n)
@@ -96,6 +97,10 @@ def bare_run(cfg, mcfg, dm: FaceDataModule, arrays, batches: int, warmup: int) -
         kwargs = {"total_steps": batches} if module.hparams.scheduler_total_steps else {}
         scheduler = module.scheduler_factory(optimizer=optimizer, **kwargs)
     per_step = module.hparams.scheduler_interval == "step"
+    precision = str(cfg.trainer.precision)
+    if precision not in ("32-true", "32", "bf16-mixed"):
+        raise SystemExit(f"the bare loop does fp32 and bf16-mixed, not {precision}")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     net.train()
     t0 = 0.0
     for i, (x, y) in enumerate(dm.train_dataloader()):
@@ -104,8 +109,9 @@ def bare_run(cfg, mcfg, dm: FaceDataModule, arrays, batches: int, warmup: int) -
         if i == warmup:
             t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        logits = net(x)
-        loss = criterion(logits, y)
+        with autocast:  # what Lightning's precision plugin does for "bf16-mixed"
+            logits = net(x)
+            loss = criterion(logits, y)
         loss.backward()
         optimizer.step()
         metrics(logits.argmax(dim=1), y)
@@ -152,7 +158,8 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(
         f"\nmodel {args.model}, batch {batch}, {timed} timed batches, best of {args.repeat}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}"
+        f"precision {cfg.trainer.precision}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {cpu}"
     )
     print(f"| loop | images/s | s per {timed} batches |")
     print("|---|---|---|")

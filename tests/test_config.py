@@ -57,7 +57,7 @@ def test_paths_resolve_against_root(tmp_path):
 def test_profiles_cpu_by_default_and_gpu_on_request():
     cpu = config.compose([])
     assert cpu.profile == "cpu" and cpu.trainer.accelerator == "cpu"
-    assert cpu.trainer.precision == "32-true"
+    assert cpu.trainer.precision == "bf16-mixed"
     gpu = config.compose(["profile=gpu"])
     assert gpu.profile == "gpu" and gpu.trainer.accelerator == "gpu"
     assert gpu.trainer.precision == "16-mixed"

@@ -5,15 +5,39 @@ threshold chosen on val is applied to exactly these probabilities)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from emowatch.training.fit import predict_proba
 
+TTA = ("none", "hflip", "tencrop")
+CROP = 0.9  # ten-crop: crops of 90% of the side (44 px of 48), scaled back to the input size
+
+
+def ten_crops(x: np.ndarray, fraction: float = CROP) -> list[np.ndarray]:
+    """The four corner crops and the centre crop of faces (N, H, W), each resized back to
+    (H, W) so that every network takes them, and the five mirrored: ten float arrays."""
+    h, w = x.shape[1:]
+    ch, cw = round(h * fraction), round(w * fraction)
+    tops = {"tl": (0, 0), "tr": (0, w - cw), "bl": (h - ch, 0), "br": (h - ch, w - cw)}
+    tops["c"] = ((h - ch) // 2, (w - cw) // 2)
+    crops = []
+    for top, left in tops.values():
+        patch = torch.from_numpy(np.ascontiguousarray(x[:, top : top + ch, left : left + cw]))
+        big = F.interpolate(patch.float()[:, None], size=(h, w), mode="bilinear")[:, 0]
+        crops += [big.numpy(), big.flip(-1).numpy()]
+    return crops
+
 
 def predict(net, x: np.ndarray, mean: float, std: float, tta: str) -> np.ndarray:
-    """Probabilities, averaged with the mirrored face when tta=hflip."""
-    probs = predict_proba(net, x, mean, std)
+    """Probabilities, averaged over the test-time views: the face alone (none), with its mirror
+    image (hflip), or ten crops (tencrop)."""
+    if tta == "none":
+        return predict_proba(net, x, mean, std)
     if tta == "hflip":
-        probs = (probs + predict_proba(net, x[:, :, ::-1], mean, std)) / 2
-    elif tta != "none":
-        raise ValueError(f"evaluate.tta must be none or hflip, not {tta!r}")
-    return probs
+        return (predict_proba(net, x, mean, std) + predict_proba(net, x[:, :, ::-1], mean, std)) / 2
+    if tta == "tencrop":
+        if len(x) == 0:
+            return predict_proba(net, x, mean, std)
+        return np.mean([predict_proba(net, c, mean, std) for c in ten_crops(x)], axis=0)
+    raise ValueError(f"evaluate.tta must be one of {', '.join(TTA)}, not {tta!r}")

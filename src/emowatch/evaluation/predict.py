@@ -19,10 +19,9 @@ def ten_crops(x: np.ndarray, fraction: float = CROP) -> list[np.ndarray]:
     (H, W) so that every network takes them, and the five mirrored: ten float arrays."""
     h, w = x.shape[1:]
     ch, cw = round(h * fraction), round(w * fraction)
-    tops = {"tl": (0, 0), "tr": (0, w - cw), "bl": (h - ch, 0), "br": (h - ch, w - cw)}
-    tops["c"] = ((h - ch) // 2, (w - cw) // 2)
+    origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
     crops = []
-    for top, left in tops.values():
+    for top, left in origins:
         patch = torch.from_numpy(np.ascontiguousarray(x[:, top : top + ch, left : left + cw]))
         big = F.interpolate(patch.float()[:, None], size=(h, w), mode="bilinear")[:, 0]
         crops += [big.numpy(), big.flip(-1).numpy()]
@@ -37,7 +36,5 @@ def predict(net, x: np.ndarray, mean: float, std: float, tta: str) -> np.ndarray
     if tta == "hflip":
         return (predict_proba(net, x, mean, std) + predict_proba(net, x[:, :, ::-1], mean, std)) / 2
     if tta == "tencrop":
-        if len(x) == 0:
-            return predict_proba(net, x, mean, std)
         return np.mean([predict_proba(net, c, mean, std) for c in ten_crops(x)], axis=0)
     raise ValueError(f"evaluate.tta must be one of {', '.join(TTA)}, not {tta!r}")

@@ -47,10 +47,12 @@ def test_writes_arrays_report_metrics_and_mlflow_run(make_cfg, tmp_path, capsys)
     assert saved["quality"]["cross_split_groups"] == 1 and saved["quality"]["blank_images"] == 1
     assert saved["dropped_from_train"] == {
         "cross_split_duplicate": 1,
+        "near_duplicate_of_val_or_test": 1,
         "conflicting_duplicate": 0,
         "blank": 1,
         "total": 2,
     }
+    assert saved["quality"]["split_pairs"]["train-test"]["exact"] == 1
     assert saved["counts_read"]["train"]["angry"] == 2 and saved["counts"]["train"]["angry"] == 1
     assert report["counts"] == saved["counts"]
     metrics = json.loads((tmp_path / "reports/prepare/metrics.json").read_text())
@@ -78,10 +80,39 @@ def test_cleaning_can_be_switched_off(make_cfg, tmp_path):
     rows = good_rows(7)
     rows.append(("0", rows[14][1], "Training"))
     write_csv(tmp_path / "data/fer2013/fer2013.csv.gz", rows)
-    cfg = make_cfg("data.fer2013.clean.drop_cross_split_duplicates=false")
+    cfg = make_cfg(
+        "data.fer2013.clean.drop_cross_split_duplicates=false",
+        "data.fer2013.clean.drop_near_duplicates=false",
+    )
     report = prepare.main(cfg)
     assert report["dropped_from_train"]["total"] == 0
     assert report["counts"]["train"]["angry"] == 2
+
+
+def nudged(pixel_string: str, delta: int = 3) -> str:
+    """The same image a little brighter, with one pixel changed: a near copy, not a byte copy."""
+    v = np.clip(np.array(pixel_string.split(), dtype=np.int64) + delta, 0, 255)
+    v[0] = 255 - v[0]
+    return " ".join(map(str, v))
+
+
+def test_near_copies_of_test_images_leave_train_and_val(make_cfg, tmp_path):
+    rows = good_rows(7)
+    test_face = rows[15][1]
+    rows += [("1", nudged(test_face), "Training"), ("1", nudged(test_face, 5), "PublicTest")]
+    write_csv(tmp_path / "data/fer2013/fer2013.csv.gz", rows)
+    report = prepare.main(make_cfg())
+    pairs = report["quality"]["split_pairs"]
+    assert pairs["train-test"] == pairs["train-test"] | {"exact": 0, "near": 1}
+    assert pairs["val-test"]["exact"] == 0 and pairs["val-test"]["near"] == 1
+    assert pairs["train-val"]["near"] == 1  # the two copies are near each other too
+    assert pairs["train-test"]["examples"][0]["copy"] == "row 15"
+    assert report["dropped_from_train"]["near_duplicate_of_val_or_test"] == 1
+    assert report["dropped_from_val"] == {"val_copy_of_test": 1}
+    out = tmp_path / "artifacts/fer2013"
+    assert 21 not in np.load(out / "train.npz")["row"] and 22 not in np.load(out / "val.npz")["row"]
+    metrics = json.loads((tmp_path / "reports/prepare/metrics.json").read_text())
+    assert metrics["near_val-test"] == 1 and metrics["dropped_from_val"] == 1
 
 
 def test_too_many_bad_rows_fails_with_report_and_failed_run(make_cfg, tmp_path):

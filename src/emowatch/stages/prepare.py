@@ -3,7 +3,9 @@
 Splits: Training -> train, PublicTest -> val (selection), PrivateTest -> test (report once).
 Writes `<out_dir>/{train,val,test}.npz` (x: N×S×S uint8, y: class index, row: source row), a
 full data report (JSON) and a small metrics JSON, prints a summary table and logs it all to
-MLflow. Cleaning options touch the train split only.
+MLflow. Cleaning drops train images that leak into val or test (byte-identical or near, by
+perceptual hash), conflicting duplicates and blanks, and val images that copy a test image;
+test stays as published.
 """
 
 from __future__ import annotations
@@ -100,17 +102,40 @@ def class_counts(table: Fer2013Table, classes: list[str]) -> dict[str, dict[str,
     return out
 
 
-def train_drop_mask(
-    table: Fer2013Table, findings: quality.Findings, clean: DictConfig
+def drop_masks(
+    table: Fer2013Table,
+    findings: quality.Findings,
+    pairs: list[quality.PairFindings],
+    clean: DictConfig,
 ) -> dict[str, np.ndarray]:
-    """Per cleaning rule, the train images it drops (rules may overlap)."""
+    """Per cleaning rule, the images it drops (rules may overlap). Train loses its leaks into
+    val or test, conflicting duplicates and blanks; val loses its copies of test images, which
+    would let the test split steer the choices made on val. Test stays as published."""
     train = table.split == SPLITS.index("train")
+    near = {(p.first, p.second): p.near for p in pairs}
+    near_eval = near[("train", "val")] | near[("train", "test")]
     rules = {
-        "cross_split_duplicate": (clean.drop_cross_split_duplicates, findings.cross_split),
-        "conflicting_duplicate": (clean.drop_conflicting_duplicates, findings.conflicting),
-        "blank": (clean.drop_blank, findings.blank),
+        "cross_split_duplicate": (clean.drop_cross_split_duplicates, train & findings.cross_split),
+        "near_duplicate_of_val_or_test": (clean.drop_near_duplicates, near_eval),
+        "conflicting_duplicate": (clean.drop_conflicting_duplicates, train & findings.conflicting),
+        "blank": (clean.drop_blank, train & findings.blank),
+        "val_copy_of_test": (clean.drop_val_test_duplicates, near[("val", "test")]),
     }
-    return {name: train & flag for name, (on, flag) in rules.items() if on}
+    return {name: mask for name, (on, mask) in rules.items() if on}
+
+
+def pair_report(pairs: list[quality.PairFindings], max_distance: int) -> dict:
+    """Per split pair, how many images of the first have a byte-identical or a near copy in the
+    second (perceptual hash within `max_distance` bits), with examples."""
+    return {
+        f"{p.first}-{p.second}": {
+            "exact": int(p.exact.sum()),
+            "near": int(p.near.sum()),
+            "max_distance": max_distance,
+            "examples": p.examples,
+        }
+        for p in pairs
+    }
 
 
 def format_summary(report: dict) -> str:
@@ -134,7 +159,10 @@ def format_summary(report: dict) -> str:
         f"duplicate groups: {q['duplicate_groups']} ({q['duplicate_images']} images); "
         f"cross-split groups: {q['cross_split_groups']}; conflicting-label groups: "
         f"{q['conflicting_groups']}; blank images: {q['blank_images']}",
+        "copies across splits (images of the first with a copy in the second, exact/near): "
+        + ", ".join(f"{k} {v['exact']}/{v['near']}" for k, v in q["split_pairs"].items()),
         f"dropped from train: {report['dropped_from_train']}",
+        f"dropped from val: {report['dropped_from_val']}",
     ]
     if report.get("ferplus_dropped"):
         lines.append(f"FER+ relabelling dropped: {report['ferplus_dropped']}")
@@ -192,11 +220,17 @@ def build(cfg: DictConfig, root: Path | None = None) -> tuple[Fer2013Table, dict
         ],
         "groups": groups,
     }
-    drops = train_drop_mask(table, findings, dcfg.clean)
+    max_distance = int(dcfg.clean.near_max_distance)
+    hashes = quality.phash(table.images)
+    pairs = quality.split_pairs(findings, hashes, table.split, table.source, SPLITS, max_distance)
+    report["quality"]["split_pairs"] = pair_report(pairs, max_distance)
+    drops = drop_masks(table, findings, pairs, dcfg.clean)
     drop = np.logical_or.reduce(list(drops.values())) if drops else np.zeros(len(train), bool)
-    report["dropped_from_train"] = {name: int(m.sum()) for name, m in drops.items()} | {
-        "total": int(drop.sum())
-    }
+    report["dropped_from_train"] = {
+        name: int((m & train).sum()) for name, m in drops.items() if name != "val_copy_of_test"
+    } | {"total": int((drop & train).sum())}
+    val = table.split == SPLITS.index("val")
+    report["dropped_from_val"] = {"val_copy_of_test": int((drop & val).sum())}
     kept = table.subset(~drop)
     report["counts"] = class_counts(kept, classes)
     empty = [s for s in SPLITS if sum(report["counts"][s].values()) == 0]
@@ -233,7 +267,10 @@ def write_outputs(table: Fer2013Table, report: dict, dcfg: DictConfig, root: Pat
         **{f"n_{s}": sum(report["counts"][s].values()) for s in SPLITS},
         **{k: v for k, v in report["quality"].items() if isinstance(v, int)},
         "dropped_from_train": report["dropped_from_train"]["total"],
+        "dropped_from_val": report["dropped_from_val"]["val_copy_of_test"],
     }
+    for pair, found in report["quality"]["split_pairs"].items():
+        metrics |= {f"exact_{pair}": found["exact"], f"near_{pair}": found["near"]}
     write_json(resolve_path(dcfg.metrics, root), metrics)
     return metrics
 

@@ -66,3 +66,23 @@ def test_stage_writes_pipeline_and_preview(make_cfg, tmp_path):
 def test_stage_without_crops_says_what_to_run(make_cfg):
     with pytest.raises(DataError, match="dvc repro crop_faces"):
         augment.main(make_cfg())
+
+
+def test_a_seeded_pipeline_repeats_itself_after_loading(tmp_path):
+    """albumentations ignores the global seeds: training seeds the loaded pipeline itself."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from emowatch.config import compose
+    from emowatch.data import augmentation
+    from tests.conftest import REPO
+
+    acfg = compose([], root=REPO).augment
+    path = augmentation.save(augmentation.build(acfg, seed=0), tmp_path / "p.json")
+    img = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    runs = []
+    for _ in range(2):
+        pipeline = augmentation.seed(augmentation.load(path), 42)
+        runs.append(np.stack([pipeline(image=img)["image"] for _ in range(8)]))
+    assert np.array_equal(*runs)
+    assert OmegaConf.is_config(acfg)

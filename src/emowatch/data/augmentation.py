@@ -29,6 +29,15 @@ def load(path: Path) -> A.Compose:
     return A.load(str(path), data_format="json")
 
 
+def seed(pipeline: A.Compose | None, value: int) -> A.Compose | None:
+    """Seed the pipeline's own random generator. albumentations does not follow the global
+    seeds that `seed_everything` sets, and a loaded pipeline has no seed: unseeded, two
+    trainings of the same model on the same data differ."""
+    if pipeline is not None:
+        pipeline.set_random_seed(value)
+    return pipeline
+
+
 def select(pipeline: A.Compose, acfg: DictConfig, names: list[str] | None) -> A.Compose:
     """The transforms of `pipeline` named in `names` (keys of `augment.transforms`, the stage's
     config it was built from), in pipeline order; None: the whole pipeline."""

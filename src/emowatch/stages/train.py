@@ -149,6 +149,7 @@ def fit_model(
     """Build the data, the module (started from `source` unless resuming) and the Trainer, then
     fit, resuming from `last` when given."""
     L.seed_everything(cfg.seed, workers=True)
+    augmentation.seed(augment, cfg.seed)
     datamodule = build_datamodule(cfg, arrays, dataset, batch_size, augment)
     module = build_module(cfg, mcfg, arrays, dataset, datamodule.loss_weights())
     if source and not last:

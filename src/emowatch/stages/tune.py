@@ -118,6 +118,7 @@ class Objective:
         try:
             mlflow.log_params(params)
             L.seed_everything(cfg.seed + trial.number, workers=True)
+            augmentation.seed(self.augment, cfg.seed + trial.number)
             datamodule = build_datamodule(cfg, self.arrays, self.dataset, batch, self.augment)
             module = build_module(cfg, mcfg, self.arrays, self.dataset, datamodule.loss_weights())
             if self.source:

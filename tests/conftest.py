@@ -139,6 +139,34 @@ def make_photo_folder(root: Path) -> Path:
     return root
 
 
+def make_people_photos(
+    data_dir: Path,
+    splits_path: Path,
+    people: dict[str, str] | None = None,
+    classes: Sequence[str] = ("angry", "happy", "sad", "neutral"),
+) -> dict[str, str]:
+    """Full photos of people (the astronaut's face, a little brighter per class) under
+    <data_dir>/photos/<class>/<PERSON>.<CLASS>.png, and the split lists `crop_faces` would write
+    for them (people only: the deployed-path evaluation reads who is in which split)."""
+    import json
+
+    from PIL import Image
+
+    people = people or {"PA": "train", "PB": "train", "PC": "val", "PD": "test"}
+    base = Image.fromarray(astronaut_rgb()).convert("L").resize((256, 256))
+    for i, cls in enumerate(classes):
+        (data_dir / "photos" / cls).mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(np.clip(np.asarray(base, np.int16) + 8 * i, 0, 255).astype(np.uint8))
+        for person in people:
+            img.save(data_dir / "photos" / cls / f"{person}.{cls[:2].upper()}1.png")
+    subjects = {s: sorted(p for p, where in people.items() if where == s) for s in SPLITS}
+    lists = {"classes": list(classes), "by_subject": True, "subjects": subjects}
+    splits_path.parent.mkdir(parents=True, exist_ok=True)
+    splits_path.write_text(json.dumps(lists | {s: [] for s in SPLITS}))
+    return people
+
+
+SPLITS = ("train", "val", "test")
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
@@ -188,6 +216,7 @@ def tiny_fer(make_cfg, tmp_path):
     def _make(*overrides: str):
         cfg = make_cfg(*TINY_TRAINING, *overrides)
         make_fer_arrays(Path(cfg.data.fer2013.out_dir))
+        make_people_photos(Path(cfg.paths.data_dir), Path(cfg.data.photos.splits))
         augmentation.save(augmentation.build(cfg.augment, seed=0), Path(cfg.augment.pipeline))
         return cfg
 

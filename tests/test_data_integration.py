@@ -61,9 +61,18 @@ def test_quality_findings_match_the_known_facts(real_report):
     assert 1400 <= q["duplicate_groups"] <= 1600 and 3200 <= q["duplicate_images"] <= 3600
     assert 100 <= q["cross_split_images_in_train"] <= 1000
     assert q["conflicting_groups"] > 0 and 5 <= q["blank_images"] <= 30
-    # cleaning touches train only: val and test keep every image
+    # test stays as published; val loses exactly its copies of test images
     assert real_report["counts"]["test"] == real_report["counts_read"]["test"]
-    assert real_report["counts"]["val"] == real_report["counts_read"]["val"]
+    val_lost = sum(real_report["counts_read"]["val"].values()) - sum(
+        real_report["counts"]["val"].values()
+    )
+    pairs = q["split_pairs"]
+    assert (
+        val_lost == real_report["dropped_from_val"]["val_copy_of_test"] == pairs["val-test"]["near"]
+    )
+    # near copies (perceptual hash) include the byte copies and find more of them
+    for pair in ("train-val", "train-test", "val-test"):
+        assert 0 < pairs[pair]["exact"] <= pairs[pair]["near"] <= 2 * pairs[pair]["exact"] + 400
 
 
 @needs_photos

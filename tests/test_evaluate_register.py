@@ -22,8 +22,18 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
     for key in KEYS:
         assert key in metrics and key in metrics["val"], key
     assert metrics["threshold_angry"] == metrics["val"]["threshold_angry"]  # chosen on val
-    assert metrics["val"]["recall_angry_at_threshold"] >= 0.8
+    assert metrics["val"]["fitted"]["recall_angry_at_threshold"] >= 0.8  # in-sample, by design
+    assert metrics["val"]["crossfit"] == {"folds": 4, "by": "angry"}  # 4 angry faces in val
+    assert metrics["tta"]["chosen"] in ("none", "hflip")
+    assert set(metrics["tta"]["val_accuracy"]) == {"none", "hflip"}
     assert 0 <= metrics["behaviour"]["flip_consistency"] <= 1
+    # The deployed path on the full photos: PA, PB (train) and PC (val) may decide for a FER2013
+    # model, PD (test) is reported; every photo shows a face the detector finds.
+    found = metrics["deployed"]
+    assert found["people"] == {"decide": ["PA", "PB", "PC"], "report": ["PD"]}
+    assert found["decide"]["n"] == 12 and found["report"]["n"] == 4
+    assert found["decide"]["face_rate"] == 1.0 and found["decide"]["n_angry"] == 3
+    assert found["per_person"]["PD"]["part"] == "report"
     out = tmp_path / "reports/evaluate/fer2013/cnn1"
     for name in (
         "confusion.png",
@@ -34,9 +44,11 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
         "feature_maps.png",
         "gradcam.png",
         "classification_report.json",
+        "deployed_predictions.csv",
     ):
         assert (out / name).stat().st_size > 0, name
-    assert (out / "predictions.csv").read_text().splitlines()[0] == "actual,predicted"
+    header = (out / "predictions.csv").read_text().splitlines()[0]
+    assert header == "actual,predicted,predicted_argmax"
     info = json.loads((tmp_path / "artifacts/models/fer2013/cnn1/model.json").read_text())
     run = MlflowClient(f"sqlite:///{cfg.tracking.db}").get_run(info["mlflow_run_id"])
     assert float(run.data.tags["emowatch.threshold_angry"]) == pytest.approx(
@@ -61,9 +73,11 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
 
     deployed = load_classifier(f"models:/{name}@challenger")
     assert deployed.threshold == pytest.approx(float(challenger.tags["threshold_angry"]), abs=1e-6)
-    assert deployed.spec["detector"]["name"] == "haar" and deployed.spec["tta"] == cfg.evaluate.tta
+    assert deployed.spec["detector"]["name"] == "haar"
+    assert deployed.spec["tta"] == challenger.tags["tta"]
 
     cfg.registry.promotion.recall_tolerance = 1.0  # tiny data: any recall passes the floor
+    cfg.registry.promotion.deployed_recall_floor.fer2013 = 0.0
     first = promote.main(cfg, "fer2013")
     assert (
         first["promoted"]
@@ -80,9 +94,23 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     decision = promote.main(cfg, "fer2013")
     versions = client.search_model_versions(f"name = '{name}'")
     assert len(versions) == 3 and not decision["promoted"]
+    assert "beyond noise" in decision["reason"]
+    paired = decision["compared"]["paired"]["accuracy_at_threshold"]
+    assert paired["high"] < 0 and paired["n"] == 28  # every val face, none of test
     assert client.get_model_version_by_alias(name, "champion").version == challenger.version
     saved = json.loads((tmp_path_of(cfg) / "fer2013_promotion.json").read_text())
     assert saved["reason"] == decision["reason"]
+
+    # The results page is generated from these files: the champion is marked, the gate's
+    # paired comparison is spelled out.
+    from emowatch.stages import report
+
+    text = report.main(cfg)
+    row = next(line for line in text.splitlines() if line.startswith("| cnn1 (challenger)"))
+    evaluated = tmp_path_of(cfg).parent / "evaluate/fer2013/cnn1/metrics.json"
+    assert f"**{json.loads(evaluated.read_text())['accuracy']:.3f}**" in row
+    assert "worse than the champion beyond noise" in text and "paired-bootstrap interval" in text
+    assert (tmp_path_of(cfg).parent / "results.md").read_text().strip() == text.strip()
 
     # `emowatch info` (the end of `make run`) shows the champion
     from typer.testing import CliRunner

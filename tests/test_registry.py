@@ -24,21 +24,40 @@ def client(tmp_path, mlflow_template, monkeypatch):
     return c
 
 
-def add_version(client, precision, accuracy, recall=0.82, data="d1", tmp=None):
-    """A registered version whose tags carry test metrics (the source is a placeholder)."""
+def add_version(client, recall=0.82, deployed=0.6, quality=0.5):
+    """A registered version whose tags carry val and deployed-path figures (the source is a
+    placeholder); `quality` is what the fake paired comparison below reads."""
     tags = {
-        "test_precision_angry_at_threshold": str(precision),
-        "test_accuracy": str(accuracy),
-        "test_recall_angry_at_threshold": str(recall),
-        "test_data_hash": data,
+        "val_recall_angry_at_threshold": str(recall),
+        "deployed_decide_recall_angry": str(deployed),
+        "quality": str(quality),
+        "test_precision_angry_at_threshold": "0.99",  # reported only: the gate never reads it
     }
     return client.create_model_version(
         NAME, source="file:///tmp/emowatch-placeholder-model", tags=tags
     ).version
 
 
-def gate(client, rescore=None):
-    return registry.promote(client, NAME, 0.8, 0.05, "precision_angry_at_threshold", 0.01, rescore)
+def paired_by_quality(noise=0.02):
+    """A stand-in for the paired comparison: the difference of the versions' `quality` tags
+    with a +/- noise interval, for both compared metrics."""
+    seen = []
+
+    def compare(challenger, champion):
+        seen.append((challenger.version, champion.version))
+        d = float(challenger.tags["quality"]) - float(champion.tags["quality"])
+        r = {"diff": d, "low": d - noise, "high": d + noise}
+        return {m: r for m in GATE.compare}
+
+    compare.seen = seen
+    return compare
+
+
+GATE = registry.Gate(target_recall=0.8, recall_tolerance=0.05, deployed_recall_floor=0.5)
+
+
+def gate(client, compare=None):
+    return registry.promote(client, NAME, GATE, compare or paired_by_quality())
 
 
 def challenge(client, version):
@@ -50,7 +69,7 @@ def champion(client):
 
 
 def test_first_model_ever_becomes_champion_and_rerun_changes_nothing(client):
-    v1 = add_version(client, 0.40, 0.60)
+    v1 = add_version(client)
     challenge(client, v1)
     first = gate(client)
     assert first.promoted and first.reason == "first champion" and champion(client) == v1
@@ -59,67 +78,65 @@ def test_first_model_ever_becomes_champion_and_rerun_changes_nothing(client):
 
 
 def test_better_model_is_promoted_and_previous_kept(client):
-    v1, v2 = add_version(client, 0.40, 0.60), add_version(client, 0.45, 0.61)
+    v1, v2 = add_version(client, quality=0.40), add_version(client, quality=0.45)
     challenge(client, v1)
     gate(client)
     challenge(client, v2)
-    decision = gate(client)
-    assert decision.promoted and champion(client) == v2
+    compare = paired_by_quality()
+    decision = gate(client, compare)
+    assert decision.promoted and champion(client) == v2 and compare.seen == [(v2, v1)]
     assert client.get_model_version_by_alias(NAME, registry.PREVIOUS).version == v1
+    assert decision.compared["paired"]["accuracy_at_threshold"]["diff"] == pytest.approx(0.05)
 
 
-def test_equal_model_is_promoted_worse_is_not(client):
-    v1, same, worse = (
-        add_version(client, 0.40, 0.60),
-        add_version(client, 0.40, 0.60),
-        add_version(client, 0.35, 0.70),
-    )
+def test_worse_within_noise_is_promoted_worse_beyond_noise_is_not(client):
+    v1 = add_version(client, quality=0.40)
+    within, beyond = add_version(client, quality=0.39), add_version(client, quality=0.30)
     challenge(client, v1)
     gate(client)
-    challenge(client, worse)
+    challenge(client, beyond)
     decision = gate(client)
-    assert not decision.promoted and "< champion's" in decision.reason and champion(client) == v1
-    challenge(client, same)
-    assert gate(client).promoted and champion(client) == same
+    assert not decision.promoted and champion(client) == v1
+    assert "worse than the champion beyond noise" in decision.reason
+    assert "-0.1000" in decision.reason
+    challenge(client, within)
+    assert gate(client).promoted and champion(client) == within
 
 
-def test_recall_floor_and_accuracy_margin(client):
-    v1 = add_version(client, 0.40, 0.60)
+def test_recall_floor_and_deployed_floor(client):
+    v1 = add_version(client)
     challenge(client, v1)
     gate(client)
-    low_recall = add_version(client, 0.90, 0.90, recall=0.70)
+    low_recall = add_version(client, recall=0.70, quality=0.9)
     challenge(client, low_recall)
-    assert "recall on angry 0.700 < 0.750" in gate(client).reason
-    less_accurate = add_version(client, 0.50, 0.55)
-    challenge(client, less_accurate)
+    assert "val recall on angry 0.700 < 0.750" in gate(client).reason
+    missed_on_camera = add_version(client, deployed=0.2, quality=0.9)
+    challenge(client, missed_on_camera)
     decision = gate(client)
-    assert not decision.promoted and "accuracy" in decision.reason and champion(client) == v1
+    assert not decision.promoted and "deployed-path recall on angry 0.200" in decision.reason
+    assert champion(client) == v1
 
 
-def test_different_test_data_rescores_the_champion(client):
-    v1 = add_version(client, 0.40, 0.60, data="old")
+def test_a_champion_cannot_be_replaced_without_a_comparison(client):
+    v1, v2 = add_version(client), add_version(client, quality=0.9)
     challenge(client, v1)
     gate(client)
-    v2 = add_version(client, 0.38, 0.61, data="new")
     challenge(client, v2)
-    refused = gate(client)
-    assert not refused.promoted and "other data" in refused.reason
-    seen = []
+    refused = registry.promote(client, NAME, GATE, None)
+    assert not refused.promoted and "nothing was given to compare" in refused.reason
 
-    def rescore(version):
-        seen.append(version.version)
-        return {"precision_angry_at_threshold": 0.30, "accuracy": 0.58}
 
-    decision = gate(client, rescore)
-    assert (
-        seen == [v1]
-        and decision.promoted
-        and decision.compared["champion"]["same_test_data"] is False
-    )
+def test_versions_without_the_new_figures_are_refused_clearly(client):
+    old = client.create_model_version(
+        NAME, source="file:///tmp/x", tags={"test_recall_angry_at_threshold": "0.9"}
+    ).version
+    challenge(client, old)
+    decision = gate(client)
+    assert not decision.promoted and "re-run `dvc repro evaluate register`" in decision.reason
 
 
 def test_rollback_restores_the_previous_champion(client):
-    v1, v2 = add_version(client, 0.40, 0.60), add_version(client, 0.45, 0.61)
+    v1, v2 = add_version(client, quality=0.40), add_version(client, quality=0.45)
     assert not registry.rollback(client, NAME).promoted  # nothing to roll back to
     for v in (v1, v2):
         challenge(client, v)
@@ -139,3 +156,33 @@ def test_challenger_chosen_on_val_with_accuracy_guard():
     found = [cand("a", 0.50, 0.50), cand("b", 0.45, 0.62), cand("c", 0.44, 0.64)]
     assert registry.choose_challenger(found, "precision_angry_at_threshold", 0.05)["model"] == "b"
     assert registry.choose_challenger(found, "precision_angry_at_threshold", 0.20)["model"] == "a"
+
+
+def test_a_version_is_reused_only_for_the_same_behaviour(client):
+    def candidate(tta="hflip", threshold=0.3, test_hash="t1"):
+        spec = {"tta": tta, "threshold_angry": threshold, "classes": ["angry", "happy"]}
+        metrics = {
+            "threshold_angry": threshold,
+            "test_data_hash": test_hash,
+            "val_data_hash": "v1",
+            "tta": {"chosen": tta},
+            "val": {"recall_angry_at_threshold": 0.8},
+            "deployed": {"decide": {"recall_angry": 0.5}},
+        }
+        return {
+            "model": "cnn1",
+            "train_run": "run1",
+            "metrics": metrics,
+            "spec": spec,
+            "weights_md5": "w1",
+            "model_uri": "file:///tmp/emowatch-placeholder-model",
+        }
+
+    first = registry.register(client, NAME, candidate())
+    assert registry.register(client, NAME, candidate()).version == first.version
+    changed = [candidate(tta="none"), candidate(threshold=0.086), candidate(test_hash="t2")]
+    versions = {registry.register(client, NAME, c).version for c in changed}
+    assert len(versions) == 3 and first.version not in versions
+    tta_version = registry.register(client, NAME, changed[0])
+    assert tta_version.tags["tta"] == "none" and tta_version.tags["threshold_angry"] == "0.300000"
+    assert tta_version.tags["deployed_decide_recall_angry"] == "0.500000"

@@ -87,7 +87,7 @@ def test_report_markdown_says_what_changed_and_the_decision():
     text = retrain.markdown(report)
     assert "train@fer2013-vgg" in text and "conf/net/vgg.yaml" in text
     assert "| fer2013 | v3 vgg (test acc 0.660) | v3 vgg (test acc 0.660) |" in text
-    assert "kept — not better" in text
+    assert "Gate: kept — not better" in text
 
 
 @pytest.mark.slow

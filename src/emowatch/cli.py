@@ -122,7 +122,7 @@ def augment(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
 def train(
     dataset: DatasetOpt,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="A model of the series: cnn1, cnn2, cnn3.")
+        str, typer.Option("--model", "-m", help="A model of the series: cnn1, cnn2, cnn3, vgg.")
     ],
     overrides: Overrides = None,
     params_file: ParamsOpt = None,
@@ -169,14 +169,18 @@ def tune(dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOp
 @app.command()
 def evaluate(
     dataset: DatasetOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="A trained model: cnn1, cnn2, cnn3.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A trained model: cnn1, cnn2, cnn3, vgg, ...")
+    ],
     overrides: Overrides = None,
     params_file: ParamsOpt = None,
 ) -> None:
-    """Stage `evaluate`: test metrics of one trained model, with the angry threshold chosen on val.
+    """Stage `evaluate`: every choice on val (TTA by rule, angry threshold, cross-fitted val
+    figures), the deployed path on the full photos, and test figures reported once.
 
-    Writes classification report, confusion matrix, precision-recall curve, correct/wrong faces,
-    feature maps, Grad-CAM and behavioural checks; tags the model's run with its threshold.
+    Writes classification report, confusion matrices (deployed rule and argmax), precision-recall
+    curve, correct/wrong faces, feature maps, Grad-CAM and behavioural checks; tags the model's
+    run with its threshold.
     """
     _run_stage("evaluate", params_file, overrides, dataset=dataset, model=model)
 
@@ -199,9 +203,18 @@ def promote(
     overrides: Overrides = None,
     params_file: ParamsOpt = None,
 ) -> None:
-    """Promote the challenger to `champion` if it passes the gate (conf/registry); the replaced
-    champion becomes `previous`. Prints and records the decision and its reason."""
+    """Promote the challenger to `champion` if it passes the gate (conf/registry: cross-fitted
+    val recall, deployed-path recall, and not worse than the champion beyond noise in a paired
+    comparison on val); the replaced champion becomes `previous`. Prints and records the
+    decision, its reason and the comparison's intervals."""
     _run_stage("promote", params_file, overrides, dataset=dataset, rollback=rollback)
+
+
+@app.command()
+def report(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `report`: the results table (val, test, deployed path, the gate's paired
+    comparison, data checks) generated from the metrics files into reports/results.md."""
+    _run_stage("report", params_file, overrides)
 
 
 @app.command()

@@ -231,10 +231,10 @@ def markdown(report: Report) -> str:
         lines.append(f"| {dataset} | {_version(b)} | {_version(a)} |")
     if r.promotion:
         lines += ["", "## Promotion gate", ""]
+        from emowatch.stages.report import gate_lines
+
         for dataset, p in r.promotion.items():
-            lines.append(
-                f"- {dataset}: {'promoted' if p.get('promoted') else 'kept'} — {p.get('reason')}"
-            )
+            lines += [f"{dataset}:", "", *gate_lines(p), ""]
     if r.error:
         lines += ["", "## Error", "", "```", r.error, "```"]
     return "\n".join(lines) + "\n"

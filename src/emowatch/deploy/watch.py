@@ -56,12 +56,11 @@ def load_classifier(
     spec = model or wcfg.model
     path = Path(spec)
     if path.is_dir():
-        if threshold is None:
-            threshold = evaluated_threshold(cfg, path, root)
+        chosen = evaluated_choices(cfg, path, root, need_threshold=threshold is None)
         classifier = FaceClassifier.from_model_dir(
             path,
-            threshold=threshold,
-            tta=cfg.evaluate.tta,
+            threshold=chosen["threshold_angry"] if threshold is None else threshold,
+            tta=chosen["tta"],
             margin=cfg.deploy.crop_margin,
             detector=cfg.detector,
         )
@@ -75,7 +74,7 @@ def load_classifier(
         mlflow.set_tracking_uri(tracking_uri(cfg, root))
         try:
             fallback = {
-                "tta": cfg.evaluate.tta,
+                "tta": "none",  # versions that predate the spec: the network alone
                 "margin": cfg.deploy.crop_margin,
                 "detector": cfg.detector,
             }
@@ -92,8 +91,12 @@ def load_classifier(
     return classifier
 
 
-def evaluated_threshold(cfg: DictConfig, model_dir: Path, root: Path | None) -> float:
-    """The angry threshold the evaluate stage chose on val for a trained model folder."""
+def evaluated_choices(
+    cfg: DictConfig, model_dir: Path, root: Path | None, need_threshold: bool = True
+) -> dict:
+    """The angry threshold and the TTA the evaluate stage chose on val for a trained model
+    folder ({"threshold_angry", "tta"}); without an evaluation, no TTA, and a threshold only
+    when given (`--threshold`)."""
     metrics = (
         resolve_path(cfg.evaluate.dir, root)
         / model_dir.parent.name
@@ -101,8 +104,11 @@ def evaluated_threshold(cfg: DictConfig, model_dir: Path, root: Path | None) -> 
         / "metrics.json"
     )
     if not metrics.is_file():
-        raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
-    return float(json.loads(metrics.read_text())["threshold_angry"])
+        if need_threshold:
+            raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
+        return {"threshold_angry": None, "tta": "none"}
+    m = json.loads(metrics.read_text())
+    return {"threshold_angry": float(m["threshold_angry"]), "tta": m["tta"]["chosen"]}
 
 
 @dataclass

@@ -38,3 +38,16 @@ def predict(net, x: np.ndarray, mean: float, std: float, tta: str) -> np.ndarray
     if tta == "tencrop":
         return np.mean([predict_proba(net, c, mean, std) for c in ten_crops(x)], axis=0)
     raise ValueError(f"evaluate.tta must be one of {', '.join(TTA)}, not {tta!r}")
+
+
+def choose_tta(
+    val_probs: dict[str, np.ndarray], y: np.ndarray, margin: float
+) -> tuple[str, dict[str, float]]:
+    """The rule for test-time augmentation, on val only: a view other than `none` is used only
+    when it raises val accuracy by at least `margin` (each extra view costs a forward pass per
+    face on the camera); the best such view wins. Returns (chosen, val accuracy per view)."""
+    acc = {t: float(np.mean(p.argmax(axis=1) == y)) for t, p in val_probs.items()}
+    if "none" not in acc:
+        raise ValueError("the TTA rule compares against `none`: list it among the candidates")
+    better = {t: a for t, a in acc.items() if t != "none" and a >= acc["none"] + margin}
+    return (max(better, key=better.get) if better else "none"), acc

@@ -1,18 +1,25 @@
-"""DVC stage `evaluate` (one per trained model): test metrics a reviewer can trust.
+"""DVC stage `evaluate` (one per trained model): figures a reviewer can trust.
 
-The angry operating point (a threshold on P(angry) reaching `evaluate.target_recall` with the
-best precision) is chosen on the validation split only, then applied to test. The metrics JSON
-holds, on test at the top level and on val under `val`: accuracy, macro_f1, recall_angry,
-precision_angry (argmax), threshold_angry, recall_angry_at_threshold,
-precision_angry_at_threshold. Also: classification report, confusion matrix (PNG + DVC plot
-data), angry-vs-rest precision-recall curve, correct/wrong faces, first-layer feature maps,
-Grad-CAM, and behavioural checks (predictions unchanged under a flip or a brightness change).
+Every choice reads val only; test is scored once, to report:
+- test-time augmentation by a rule on val (`evaluation.predict.choose_tta`);
+- the angry threshold fitted on all of val, and its honest figures (recall, precision and
+  accuracy at the threshold) by cross-fitting on val (`evaluation.crossfit`): these are the
+  `val` figures that choosing the challenger and the promotion gate read;
+- the deployed path (detector, crop, classify, threshold) on full photos
+  (`evaluation.deployed`): the people who may steer choices under `deployed.decide`, the photos'
+  test people under `deployed.report`, and per person.
+The metrics JSON holds test figures at the top level, val under `val`, the TTA choice under
+`tta`, the deployed path under `deployed`, and behavioural checks (predictions unchanged under a
+flip or a brightness change, without TTA so that the network itself is checked). Also: the
+classification report, confusion matrices at the deployed threshold rule beside argmax, the
+angry-vs-rest precision-recall curve, correct/wrong faces, feature maps and Grad-CAM.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,13 +27,14 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data.datamodule import load_dataset
-from emowatch.evaluation import explain
+from emowatch.deploy.classifier import FaceClassifier, spec_of
+from emowatch.evaluation import crossfit, deployed, explain
 from emowatch.evaluation.loading import load_trained
-from emowatch.evaluation.predict import predict
+from emowatch.evaluation.predict import choose_tta, predict
 from emowatch.evaluation.threshold import angry_scores, choose_threshold, predict_with_threshold
 from emowatch.files import write_json
 from emowatch.tracking.runs import stage_run
@@ -46,21 +54,60 @@ def scores(probs: np.ndarray, y: np.ndarray, classes: list[str], threshold: floa
     """The metric set of one split at argmax and at the angry threshold."""
     out = reports.split_metrics(probs, y, classes)
     a = classes.index("angry")
-    recall, precision = angry_scores(predict_with_threshold(probs, a, threshold), y, a)
+    pred = predict_with_threshold(probs, a, threshold)
+    recall, precision = angry_scores(pred, y, a)
     return out | {
         "threshold_angry": threshold,
         "recall_angry_at_threshold": recall,
         "precision_angry_at_threshold": precision,
+        "accuracy_at_threshold": float(np.mean(pred == y)),
     }
 
 
-def behaviour(
-    net, x: np.ndarray, pred: np.ndarray, mean: float, std: float, delta: float, tta: str
+def val_groups(cfg: DictConfig, dataset: str, root: Path | None = None) -> np.ndarray | None:
+    """The person of each val face where people are known (photos), else None."""
+    if dataset != "photos":
+        return None
+    lists = json.loads(resolve_path(cfg.data.photos.splits, root).read_text())
+    if not lists.get("by_subject"):
+        return None
+    return np.array([it["subject"] for it in lists["val"]])
+
+
+def operating_point(
+    probs: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    groups: np.ndarray | None,
+    ecfg: DictConfig,
+    seed: int,
 ) -> dict:
-    """Share of test predictions unchanged under a horizontal flip and a brightness change."""
-    flipped = predict(net, np.ascontiguousarray(x[:, :, ::-1]), mean, std, tta).argmax(axis=1)
+    """Val figures: the threshold fitted on all of val, its recall/precision/accuracy there as
+    honest cross-fitted estimates (each fold decided at a threshold fitted on the others), and
+    the in-sample figures beside them (`fitted`), which flatter the model."""
+    angry = classes.index("angry")
+    point = choose_threshold(probs[:, angry], y == angry, ecfg.target_recall)
+    parts = crossfit.folds(y == angry, groups, ecfg.crossfit_folds, seed)
+    oof = crossfit.out_of_fold(probs, y, angry, ecfg.target_recall, parts)
+    recall, precision = angry_scores(oof, y, angry)
+    fitted = scores(probs, y, classes, point.threshold)
+    return reports.split_metrics(probs, y, classes) | {
+        "threshold_angry": point.threshold,
+        "recall_angry_at_threshold": recall,
+        "precision_angry_at_threshold": precision,
+        "accuracy_at_threshold": float(np.mean(oof == y)),
+        "fitted": {k: fitted[k] for k in fitted if k.endswith("_at_threshold")},
+        "crossfit": {"folds": len(parts), "by": "person" if groups is not None else "angry"},
+    }
+
+
+def behaviour(net, x: np.ndarray, mean: float, std: float, delta: float) -> dict:
+    """Share of predictions unchanged under a horizontal flip and a brightness change, without
+    test-time augmentation (with `hflip` the flip check would hold by construction)."""
+    pred = predict(net, x, mean, std, "none").argmax(axis=1)
+    flipped = predict(net, np.ascontiguousarray(x[:, :, ::-1]), mean, std, "none").argmax(axis=1)
     brighter = np.clip(x.astype(np.float32) * (1 + delta), 0, 255).astype(np.uint8)
-    bright = predict(net, brighter, mean, std, tta).argmax(axis=1)
+    bright = predict(net, brighter, mean, std, "none").argmax(axis=1)
     return {
         "flip_consistency": float(np.mean(flipped == pred)),
         "brightness_consistency": float(np.mean(bright == pred)),
@@ -92,17 +139,118 @@ def pr_curve(
     plt.close(fig)
 
 
+def confusion_png(
+    y: np.ndarray,
+    deployed_pred: np.ndarray,
+    argmax_pred: np.ndarray,
+    classes: list[str],
+    path: Path,
+    title: str,
+) -> Path:
+    """Row-normalised confusion matrices side by side: at the deployed threshold rule (what a
+    camera does) and at argmax (the network alone), each labelled."""
+    n = len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 * n + 3, 1.0 * n + 1.8))
+    panels = [(deployed_pred, "deployed: angry at threshold"), (argmax_pred, "argmax")]
+    for ax, (pred, label) in zip(axes, panels, strict=True):
+        ConfusionMatrixDisplay.from_predictions(
+            y,
+            pred,
+            labels=list(range(n)),
+            display_labels=classes,
+            normalize="true",
+            values_format=".2f",
+            cmap="Blues",
+            ax=ax,
+            colorbar=False,
+        )
+        ax.set_title(f"{title} ({label})", fontsize=9)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def views(net, x_val: np.ndarray, y_val: np.ndarray, mean: float, std: float, ecfg) -> dict:
+    """The TTA decision: a fixed `evaluate.tta`, or `auto` (the rule on val over
+    `tta_candidates`). Returns {"chosen", "rule", "val_accuracy"}."""
+    if ecfg.tta != "auto":
+        return {"chosen": ecfg.tta, "rule": "fixed by evaluate.tta", "val_accuracy": {}}
+    probs = {t: predict(net, x_val, mean, std, t) for t in ecfg.tta_candidates}
+    chosen, acc = choose_tta(probs, y_val, ecfg.tta_margin)
+    rule = f"a view other than none only when val accuracy rises by >= {ecfg.tta_margin}"
+    return {"chosen": chosen, "rule": rule, "val_accuracy": acc}
+
+
+def deployed_path(
+    cfg: DictConfig,
+    net,
+    info: dict,
+    threshold: float,
+    tta: str,
+    dataset: str,
+    out: Path,
+    root: Path | None,
+) -> dict:
+    """The model as a camera runs it, on the full photos (see `evaluation.deployed`)."""
+    spec = spec_of(info, threshold, tta, cfg.deploy.crop_margin, cfg.detector)
+    decide = list(cfg.evaluate.deployed.decide_splits[dataset])
+    found, records = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
+    deployed.write_records(records, out / "deployed_predictions.csv")
+    return found
+
+
+def write_figures(
+    cfg: DictConfig,
+    net,
+    arrays,
+    probs: np.ndarray,
+    threshold: float,
+    norm: tuple,
+    out: Path,
+    title: str,
+) -> list[Path]:
+    """Test-split figures (reported, never read by a decision)."""
+    classes, x, y = arrays.classes, arrays.x["test"], arrays.y["test"]
+    angry, (mean, std) = classes.index("angry"), norm
+    pred, argmax = predict_with_threshold(probs, angry, threshold), probs.argmax(axis=1)
+    with (out / "predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["actual", "predicted", "predicted_argmax"])
+        writer.writerows(
+            [classes[a], classes[p], classes[m]] for a, p, m in zip(y, pred, argmax, strict=True)
+        )
+    pr_curve(probs, y, angry, threshold, out / "pr_curve.csv", out / "pr_curve.png")
+    return [
+        confusion_png(y, pred, argmax, classes, out / "confusion.png", title),
+        explain.faces_grid(x, y, pred, classes, out / "faces.png", seed=cfg.seed),
+        explain.feature_maps(net, x[0], mean, std, out / "feature_maps.png"),
+        explain.grad_cam_grid(net, x, y, argmax, angry, mean, std, out / "gradcam.png"),
+        out / "pr_curve.png",
+    ]
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """The metrics JSON as MLflow metric names: test/..., val/..., deployed/<part>/..."""
+    flat = {f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+    flat |= {f"val/{k}": v for k, v in metrics["val"].items() if isinstance(v, float)}
+    flat |= {f"behaviour/{k}": v for k, v in metrics["behaviour"].items()}
+    for part in (deployed.DECIDE, deployed.REPORT):
+        flat |= {f"deployed/{part}/{k}": float(v) for k, v in metrics["deployed"][part].items()}
+    return flat
+
+
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Evaluate a trained model; returns the metrics written to the stage's metrics JSON."""
     ecfg = cfg.evaluate
     net, info = load_trained(resolve_path(cfg.train.models_dir, root) / dataset / model)
     arrays = load_dataset(cfg, dataset, root)
-    classes, (mean, std) = arrays.classes, (info["normalize"]["mean"], info["normalize"]["std"])
+    classes, norm = arrays.classes, (info["normalize"]["mean"], info["normalize"]["std"])
     if "angry" not in classes:
         raise ValueError(
             f"{dataset} has no angry class: nothing to evaluate the operating point on"
         )
-    angry = classes.index("angry")
     out = resolve_path(ecfg.dir, root) / dataset / model
     out.mkdir(parents=True, exist_ok=True)
     tags = {
@@ -110,73 +258,56 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         "emowatch.model": model,
         "emowatch.train_run": info["mlflow_run_id"],
     }
-    with stage_run(
-        cfg,
-        STAGE,
-        run_name=f"evaluate-{dataset}-{model}",
-        params=flatten(ecfg, "evaluate"),
-        root=root,
-        tags=tags,
-    ):
-        probs = {s: predict(net, arrays.x[s], mean, std, ecfg.tta) for s in ("val", "test")}
-        y_val, y_test = arrays.y["val"], arrays.y["test"]
-        point = choose_threshold(probs["val"][:, angry], y_val == angry, ecfg.target_recall)
-        metrics = scores(probs["test"], y_test, classes, point.threshold)
-        metrics["val"] = scores(probs["val"], y_val, classes, point.threshold)
-        pred = probs["test"].argmax(axis=1)
-        metrics["behaviour"] = behaviour(
-            net, arrays.x["test"], pred, mean, std, ecfg.brightness_delta, ecfg.tta
-        )
-        metrics["test_data_hash"] = data_hash(arrays.x["test"], y_test)
-        metrics["target_recall"] = ecfg.target_recall
-
+    run_name = f"evaluate-{dataset}-{model}"
+    params = flatten(ecfg, "evaluate")
+    with stage_run(cfg, STAGE, run_name=run_name, params=params, root=root, tags=tags):
+        (x_val, y_val), (x_test, y_test) = ((arrays.x[s], arrays.y[s]) for s in ("val", "test"))
+        # Decisions: on val only.
+        tta = views(net, x_val, y_val, *norm, ecfg)
+        val_probs = predict(net, x_val, *norm, tta["chosen"])
+        groups = val_groups(cfg, dataset, root)
+        val = operating_point(val_probs, y_val, classes, groups, ecfg, cfg.seed)
+        threshold = val["threshold_angry"]
+        found = deployed_path(cfg, net, info, threshold, tta["chosen"], dataset, out, root)
+        # Report: test, scored once with what val decided.
+        test_probs = predict(net, x_test, *norm, tta["chosen"])
+        metrics = scores(test_probs, y_test, classes, threshold) | {
+            "val": val,
+            "tta": tta,
+            "deployed": found,
+            "behaviour": behaviour(net, x_test, *norm, ecfg.brightness_delta),
+            "val_data_hash": data_hash(x_val, y_val),
+            "test_data_hash": data_hash(x_test, y_test),
+            "target_recall": ecfg.target_recall,
+        }
         write_json(out / "metrics.json", metrics)
-        write_json(
-            out / "classification_report.json", reports.report_dict(probs["test"], y_test, classes)
-        )
-        with (out / "predictions.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["actual", "predicted"])
-            writer.writerows([classes[a], classes[p]] for a, p in zip(y_test, pred, strict=True))
+        report = reports.report_dict(test_probs, y_test, classes)
+        write_json(out / "classification_report.json", report)
         title = f"{dataset}-{model}: test"
-        figures = [
-            reports.confusion_png(probs["test"], y_test, classes, out / "confusion.png", title),
-            explain.faces_grid(
-                arrays.x["test"], y_test, pred, classes, out / "faces.png", seed=cfg.seed
-            ),
-            explain.feature_maps(net, arrays.x["test"][0], mean, std, out / "feature_maps.png"),
-            explain.grad_cam_grid(
-                net, arrays.x["test"], y_test, pred, angry, mean, std, out / "gradcam.png"
-            ),
-        ]
-        pr_curve(
-            probs["test"],
-            y_test,
-            angry,
-            point.threshold,
-            out / "pr_curve.csv",
-            out / "pr_curve.png",
-        )
-        flat = {f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)}
-        flat |= {f"val/{k}": v for k, v in metrics["val"].items() if isinstance(v, float)}
-        flat |= {f"behaviour/{k}": v for k, v in metrics["behaviour"].items()}
-        mlflow.log_metrics(flat)
-        for path in [
-            *figures,
-            out / "pr_curve.png",
-            out / "metrics.json",
-            out / "classification_report.json",
-        ]:
+        figures = write_figures(cfg, net, arrays, test_probs, threshold, norm, out, title)
+        mlflow.log_metrics(flat_metrics(metrics))
+        mlflow.log_param("evaluate.tta_chosen", tta["chosen"])
+        for path in [*figures, *(out / n for n in ARTIFACTS)]:
             mlflow.log_artifact(str(path))
         # The operating point travels with the model: tag the training run that logged it.
         MlflowClient().set_tag(
-            info["mlflow_run_id"], "emowatch.threshold_angry", f"{point.threshold:.6f}"
+            info["mlflow_run_id"], "emowatch.threshold_angry", f"{threshold:.6f}"
         )
-        m = metrics
-        print(
-            f"{dataset}-{model}: test acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} | "
-            f"angry threshold {point.threshold:.3f} (val) -> test recall "
-            f"{m['recall_angry_at_threshold']:.3f}, precision "
-            f"{m['precision_angry_at_threshold']:.3f}"
-        )
+        print(summary_line(f"{dataset}-{model}", metrics))
     return metrics
+
+
+ARTIFACTS = ("metrics.json", "classification_report.json", "deployed_predictions.csv")
+
+
+def summary_line(name: str, m: dict) -> str:
+    v, (dd, dr) = m["val"], (m["deployed"]["decide"], m["deployed"]["report"])
+    return (
+        f"{name}: tta {m['tta']['chosen']} (val) | angry threshold {m['threshold_angry']:.3f} "
+        f"(val; cross-fitted val recall {v['recall_angry_at_threshold']:.3f}, precision "
+        f"{v['precision_angry_at_threshold']:.3f}) | test acc {m['accuracy']:.3f}, recall "
+        f"{m['recall_angry_at_threshold']:.3f}, precision {m['precision_angry_at_threshold']:.3f}"
+        f" | deployed on photos: decide acc {dd['accuracy']:.3f} angry "
+        f"{dd['angry_caught']}/{dd['n_angry']}, report acc {dr['accuracy']:.3f} angry "
+        f"{dr['angry_caught']}/{dr['n_angry']}"
+    )

@@ -1,6 +1,8 @@
 """DVC stage `promote` (one per dataset) and `emowatch promote [--rollback]`: move `champion` to
-the challenger only when it passes the gate (conf/registry); every decision is an MLflow run and
-a JSON report."""
+the challenger only when it passes the gate (conf/registry), which reads non-test data only:
+cross-fitted val figures, deployed-path figures of non-test people, and a paired comparison with
+the champion on today's val faces. Every decision is an MLflow run and a JSON report with the
+comparison's intervals."""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow.entities.model_registry import ModelVersion
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import resolve_path
 from emowatch.data.datamodule import load_dataset
 from emowatch.deploy import pyfunc
+from emowatch.evaluation import crossfit, paired
 from emowatch.evaluation.predict import predict
 from emowatch.files import write_json
-from emowatch.stages.evaluate import scores
+from emowatch.stages.evaluate import val_groups
 from emowatch.tracking import registry
 from emowatch.tracking.runs import stage_run
 
@@ -34,19 +38,47 @@ def at_size(cfg: DictConfig, dataset: str, size: int) -> DictConfig:
     return out
 
 
-def rescorer(cfg: DictConfig, dataset: str, root: Path | None):
-    """Score a registered version on today's test data with its own preprocessing and threshold."""
+def comparer(cfg: DictConfig, dataset: str, root: Path | None) -> registry.Compare:
+    """The paired comparison of two registered versions on today's val faces: each version
+    predicts with its own network, preprocessing and TTA; each is decided at thresholds
+    cross-fitted on the same folds (so neither is flattered by a threshold fitted on the faces
+    it is scored on); a paired bootstrap gives the interval of each metric's difference."""
+    pcfg = cfg.registry.promotion
+    folds_n, target = cfg.evaluate.crossfit_folds, cfg.evaluate.target_recall
 
-    def rescore(version: ModelVersion) -> dict[str, float]:
+    def decisions(version: ModelVersion) -> tuple[np.ndarray, np.ndarray, list[str]]:
         size = int(json.loads(version.tags["input_shape"])[-1])
         arrays = load_dataset(at_size(cfg, dataset, size), dataset, root)
-        net = pyfunc.load_network(f"models:/{version.name}/{version.version}")
-        mean, std = float(version.tags["normalize_mean"]), float(version.tags["normalize_std"])
-        probs = predict(net, arrays.x["test"], mean, std, cfg.evaluate.tta)
-        classes = json.loads(version.tags["classes"])
-        return scores(probs, arrays.y["test"], classes, float(version.tags["threshold_angry"]))
+        fallback = {"tta": "none", "margin": cfg.deploy.crop_margin, "detector": cfg.detector}
+        model = pyfunc.load_classifier(f"models:/{version.name}/{version.version}", fallback)
+        probs = predict(model.net, arrays.x["val"], model.mean, model.std, model.spec["tta"])
+        y = arrays.y["val"]
+        angry = model.classes.index("angry")
+        parts = crossfit.folds(y == angry, val_groups(cfg, dataset, root), folds_n, cfg.seed)
+        return y, crossfit.out_of_fold(probs, y, angry, target, parts), model.classes
 
-    return rescore
+    def compare(challenger: ModelVersion, champion: ModelVersion) -> dict[str, dict]:
+        y, ours, classes = decisions(challenger)
+        y_champ, theirs, champ_classes = decisions(champion)
+        if classes != champ_classes or not np.array_equal(y, y_champ):
+            raise ValueError("challenger and champion do not classify the same val faces")
+        metrics = paired.metrics_for(classes.index("angry"))
+        return {
+            m: paired.compare(y, ours, theirs, metrics[m], pcfg.n_boot, pcfg.confidence, cfg.seed)
+            for m in pcfg.compare
+        }
+
+    return compare
+
+
+def gate_of(cfg: DictConfig, dataset: str) -> registry.Gate:
+    pcfg = cfg.registry.promotion
+    return registry.Gate(
+        target_recall=cfg.evaluate.target_recall,
+        recall_tolerance=pcfg.recall_tolerance,
+        deployed_recall_floor=pcfg.deployed_recall_floor[dataset],
+        compare=tuple(pcfg.compare),
+    )
 
 
 def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | None = None) -> dict:
@@ -61,17 +93,11 @@ def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | Non
             decision = registry.rollback(client, name)
         else:
             decision = registry.promote(
-                client,
-                name,
-                cfg.evaluate.target_recall,
-                gate.recall_tolerance,
-                gate.metric,
-                gate.accuracy_margin,
-                rescore=rescorer(cfg, dataset, root),
+                client, name, gate_of(cfg, dataset), comparer(cfg, dataset, root)
             )
         report = decision.as_dict() | {
             "action": "rollback" if rollback else "promote",
-            "gate": dict(gate),
+            "gate": OmegaConf.to_container(gate, resolve=True),
         }
         path = write_json(resolve_path(rcfg.dir, root) / f"{dataset}_promotion.json", report)
         mlflow.log_artifact(str(path))
@@ -79,6 +105,8 @@ def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | Non
             {"promoted": str(decision.promoted).lower(), "reason": decision.reason[:5000]}
         )
         mlflow.log_params({"registered_model": name, "action": report["action"]})
+        for metric, r in decision.compared.get("paired", {}).items():
+            mlflow.log_metrics({f"paired/{metric}/{k}": r[k] for k in ("diff", "low", "high")})
         verb = "promoted" if decision.promoted else "kept"
         change = f"v{decision.champion_before} -> v{decision.champion_after}"
         print(f"{name}: {verb} — {decision.reason} (champion: {change})")

@@ -1,6 +1,7 @@
 """DVC stage `register` (one per dataset): every evaluated model becomes a version of the
 dataset's registered model, tagged with its metrics, threshold, data hash and git commit; the
-best candidate, chosen on val, gets the alias `challenger`.
+best candidate, chosen on val (cross-fitted figures, see stages/evaluate.py), gets the alias
+`challenger`.
 
 A version is the deployable model: an MLflow pyfunc (emowatch.deploy.pyfunc) holding the
 network, its preprocessing, the face detector settings and the angry threshold chosen on val,
@@ -22,6 +23,7 @@ from emowatch.deploy.classifier import spec_of
 from emowatch.files import write_json
 from emowatch.tracking import registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
+from emowatch.training.fit import file_hash
 
 STAGE = "register"
 
@@ -38,12 +40,21 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
                 f"{metrics_path} or {info_path} missing: run `dvc repro evaluate@{dataset}-{model}`"
             )
         info = json.loads(info_path.read_text())
+        metrics = json.loads(metrics_path.read_text())
         run = client.get_run(info["mlflow_run_id"])
         out.append(
             {
                 "model": model,
                 "model_dir": info_path.parent,
-                "metrics": json.loads(metrics_path.read_text()),
+                "metrics": metrics,
+                "spec": spec_of(
+                    info,
+                    threshold=metrics["threshold_angry"],
+                    tta=metrics["tta"]["chosen"],
+                    margin=cfg.deploy.crop_margin,
+                    detector=cfg.detector,
+                ),
+                "weights_md5": file_hash(info_path.parent / "model.ckpt"),
                 "train_run": info["mlflow_run_id"],
                 "model_uri": run.data.tags["emowatch.model_uri"],
                 "extra_tags": {
@@ -60,22 +71,14 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
     return out
 
 
-def deployable(cfg: DictConfig, dataset: str, candidate: dict) -> Callable[[], str]:
-    """Logs the candidate as the face pyfunc (in the register run) and returns its URI."""
+def deployable(dataset: str, candidate: dict) -> Callable[[], str]:
+    """Logs the candidate as the face pyfunc (in the register run) and returns its URI. Its
+    spec (TTA, threshold) is the one its evaluation chose on val."""
 
     def log() -> str:
-        info = json.loads((candidate["model_dir"] / "model.json").read_text())
-        spec = spec_of(
-            info,
-            threshold=candidate["metrics"]["threshold_angry"],
-            tta=cfg.evaluate.tta,
-            margin=cfg.deploy.crop_margin,
-            detector=cfg.detector,
-        )
         meta = {"train_run": candidate["train_run"], "model": candidate["model"]}
-        return pyfunc.log_model(
-            candidate["model_dir"], spec, f"{dataset}-{candidate['model']}", meta
-        )
+        name = f"{dataset}-{candidate['model']}"
+        return pyfunc.log_model(candidate["model_dir"], candidate["spec"], name, meta)
 
     return log
 
@@ -90,8 +93,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         client = MlflowClient()
         found = candidates(cfg, dataset, root)
         versions = {
-            c["model"]: registry.register(client, name, c, deployable(cfg, dataset, c))
-            for c in found
+            c["model"]: registry.register(client, name, c, deployable(dataset, c)) for c in found
         }
         best = registry.choose_challenger(found, rcfg.selection_metric, rcfg.accuracy_guard)
         chosen = versions[best["model"]].version

@@ -1,0 +1,152 @@
+"""Scored as deployed: a model on the path a camera runs, on full photos of people.
+
+FER2013 faces come pre-cropped by another process; in deployment the face comes from the Haar
+detector at deploy settings, squared and grown by the crop margin, then classified and decided
+at the angry threshold (`deploy.classifier.FaceClassifier`, the registered pyfunc's own code).
+This runs that path on the business's full photos (`data.photos.root`) and scores every photo:
+a photo whose face is not found counts as wrong, and an angry one as missed. Figures are given
+per part (people whose figures may steer choices, and the photos' test people, reported only)
+and per person.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+from emowatch.data import faces, photos
+from emowatch.data.fer2013 import DataError
+from emowatch.data.images import load_gray
+from emowatch.deploy.classifier import FaceClassifier
+
+DECIDE, REPORT, UNASSIGNED = "decide", "report", "unassigned"
+
+
+@dataclass(frozen=True)
+class Photo:
+    file: str  # relative to the photos root
+    label: str  # the class folder
+    person: str
+    part: str  # DECIDE | REPORT | UNASSIGNED
+
+
+def people_split(cfg: DictConfig, root: Path | None = None) -> dict[str, str]:
+    """person -> photos split (train/val/test), from the split lists `crop_faces` wrote."""
+    path = resolve_path(cfg.data.photos.splits, root)
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro crop_faces` first")
+    lists = json.loads(path.read_text())
+    if not lists.get("by_subject"):
+        raise DataError(
+            "scoring as deployed needs people: set data.photos.subject_regex so that "
+            "photos are split by person"
+        )
+    return {p: split for split, people in lists["subjects"].items() for p in people}
+
+
+def photo_set(
+    cfg: DictConfig, classes: list[str], decide_splits: list[str], root: Path | None = None
+) -> list[Photo]:
+    """The photos of the model's classes, each in the part its person belongs to."""
+    where = people_split(cfg, root)
+    out = []
+    for f in photos.list_photos(resolve_path(cfg.data.photos.root, root)):
+        if f.cls not in classes:
+            continue
+        person = photos.subject_of(Path(f.rel).name, cfg.data.photos.subject_regex) or "?"
+        split = where.get(person)
+        part = REPORT if split == "test" else DECIDE if split in decide_splits else UNASSIGNED
+        out.append(Photo(f.rel, f.cls, person, part))
+    return out
+
+
+def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -> list[dict]:
+    """One record per photo: face found, predicted class (largest face), angry decision."""
+    records = []
+    for p in items:
+        loaded = load_gray(photo_root / p.file)
+        found = classifier.detect(loaded.gray) if loaded.gray is not None else []
+        face = faces.largest(found)
+        pred = classifier.classify(loaded.gray, [face])[0] if face is not None else None
+        records.append(
+            {
+                "file": p.file,
+                "person": p.person,
+                "part": p.part,
+                "label": p.label,
+                "status": loaded.status or ("ok" if face else "no_face"),
+                "predicted": pred.emotion if pred else None,
+                "p_angry": round(pred.p_angry, 5) if pred else None,
+            }
+        )
+    return records
+
+
+def figures(records: list[dict]) -> dict:
+    """Face-found rate, accuracy, and angry recall/precision at the deployed threshold."""
+    n = len(records)
+    found = sum(r["predicted"] is not None for r in records)
+    right = sum(r["predicted"] == r["label"] for r in records)
+    angry = [r for r in records if r["label"] == "angry"]
+    said = [r for r in records if r["predicted"] == "angry"]
+    caught = sum(r["predicted"] == "angry" for r in angry)
+    return {
+        "n": n,
+        "face_rate": found / n if n else 0.0,
+        "accuracy": right / n if n else 0.0,
+        "n_angry": len(angry),
+        "angry_caught": caught,
+        "recall_angry": caught / len(angry) if angry else 0.0,
+        "said_angry": len(said),
+        "precision_angry": caught / len(said) if said else 0.0,
+    }
+
+
+def summary(records: list[dict]) -> dict:
+    """Figures of the decide and report parts, the people in each, and per person."""
+    people = sorted({r["person"] for r in records})
+    return {
+        DECIDE: figures([r for r in records if r["part"] == DECIDE]),
+        REPORT: figures([r for r in records if r["part"] == REPORT]),
+        "unassigned": sum(r["part"] == UNASSIGNED for r in records),
+        "people": {
+            part: sorted({r["person"] for r in records if r["part"] == part})
+            for part in (DECIDE, REPORT)
+        },
+        "per_person": {
+            p: figures([r for r in records if r["person"] == p])
+            | {"part": next(r["part"] for r in records if r["person"] == p)}
+            for p in people
+        },
+    }
+
+
+def write_records(records: list[dict], path: Path) -> Path:
+    """The per-photo records as CSV, for a person to look at."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["file"])
+        writer.writeheader()
+        writer.writerows(records)
+    return path
+
+
+def score(
+    cfg: DictConfig,
+    classifier: FaceClassifier,
+    decide_splits: list[str],
+    root: Path | None = None,
+) -> tuple[dict, list[dict]]:
+    """Run the deployed path on the photos; (summary, per-photo records)."""
+    items = photo_set(cfg, classifier.classes, decide_splits, root)
+    if not items:
+        raise DataError(
+            f"no photos of the classes {classifier.classes} under {cfg.data.photos.root}: "
+            "nothing to score the deployed path on"
+        )
+    records = classify(classifier, resolve_path(cfg.data.photos.root, root), items)
+    return summary(records), records

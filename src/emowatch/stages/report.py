@@ -1,0 +1,143 @@
+"""DVC stage `report` and `emowatch report`: the results table, generated from the metrics files.
+
+The README's results are this stage's `reports/results.md`, never typed by hand: per dataset,
+every evaluated model with its val figures (what decisions read; cross-fitted at the angry
+threshold), its test figures (reported only), and the deployed path on the full photos; then
+the promotion gate's decision with its paired comparison, and the data checks of `prepare`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+from emowatch.tracking.runs import stage_run
+
+STAGE = "report"
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def model_row(model: str, m: dict, marks: str) -> str:
+    """One table row of a model's metrics JSON."""
+    v, dd, dr = m["val"], m["deployed"]["decide"], m["deployed"]["report"]
+    cells = [
+        f"{model}{marks}",
+        m["tta"]["chosen"],
+        fmt(v["accuracy"]),
+        f"{fmt(v['recall_angry_at_threshold'], 2)} / {fmt(v['precision_angry_at_threshold'], 2)}",
+        fmt(m["threshold_angry"]),
+        f"**{fmt(m['accuracy'])}**",
+        f"{fmt(m['recall_angry_at_threshold'], 2)} / {fmt(m['precision_angry_at_threshold'], 2)}",
+        f"{fmt(dd['face_rate'], 2)} / {fmt(dd['accuracy'], 2)} / "
+        f"{dd['angry_caught']} of {dd['n_angry']}",
+        f"{fmt(dr['accuracy'], 2)} / {dr['angry_caught']} of {dr['n_angry']}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| model | TTA (val rule) | val acc | val angry recall / precision (cross-fitted) "
+    "| threshold (val) | test acc | test angry recall / precision "
+    "| deployed, deciding people: faces / acc / angry caught "
+    "| deployed, test people: acc / angry caught |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def gate_lines(promotion: dict | None) -> list[str]:
+    """The promotion decision and its paired comparison, in words."""
+    if promotion is None:
+        return ["No promotion report (run `dvc repro promote`)."]
+    verb = "promoted" if promotion.get("promoted") else "kept"
+    out = [f"Gate: {verb} — {promotion.get('reason')}"]
+    if "champion_after" in promotion:
+        before, after = promotion.get("champion_before"), promotion["champion_after"]
+        out[0] += f" (champion v{before} → v{after})."
+    for metric, r in promotion.get("compared", {}).get("paired", {}).items():
+        out.append(
+            f"- {metric}: challenger {r['a']:.3f} vs champion {r['b']:.3f} on {r['n']} val "
+            f"faces, difference {r['diff']:+.3f}, {r['confidence']:.0%} paired-bootstrap "
+            f"interval [{r['low']:+.3f}, {r['high']:+.3f}]"
+        )
+    return out
+
+
+def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[str]:
+    """The table and gate lines of one dataset."""
+    reg_dir = resolve_path(cfg.registry.dir, root)
+    register = read_json(reg_dir / f"{dataset}_register.json") or {}
+    promotion = read_json(reg_dir / f"{dataset}_promotion.json")
+    challenger = register.get("challenger", {}).get("model")
+    champion_v = promotion.get("champion_after") if promotion else None
+    versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
+    champion = versions.get(str(champion_v))
+    lines = [f"### {dataset}", "", HEADER]
+    for model in cfg.registry.candidates[dataset]:
+        path = resolve_path(cfg.evaluate.dir, root) / dataset / model / "metrics.json"
+        m = read_json(path)
+        if m is None:
+            lines.append(f"| {model} | not evaluated | | | | | | | |")
+            continue
+        marks = (" (champion)" if model == champion else "") + (
+            " (challenger)" if model == challenger else ""
+        )
+        lines.append(model_row(model, m, marks))
+    if champion is None and champion_v is not None:
+        lines.append(f"\nChampion v{champion_v} was registered by an earlier run.")
+    return [*lines, "", *gate_lines(promotion), ""]
+
+
+def data_lines(cfg: DictConfig, root: Path | None) -> list[str]:
+    m = read_json(resolve_path(cfg.data.fer2013.metrics, root))
+    if m is None:
+        return []
+    pairs = [k.removeprefix("exact_") for k in m if k.startswith("exact_")]
+    copies = ", ".join(f"{p} {m[f'exact_{p}']} exact / {m[f'near_{p}']} near" for p in pairs)
+    return [
+        "### Data (prepare)",
+        "",
+        f"FER2013 kept train {m['n_train']}, val {m['n_val']}, test {m['n_test']}; images of the "
+        f"first split with a copy in the second: {copies}; dropped from train "
+        f"{m['dropped_from_train']}, from val {m.get('dropped_from_val', 0)}.",
+        "",
+    ]
+
+
+def render(cfg: DictConfig, root: Path | None = None) -> str:
+    """The whole results page as Markdown."""
+    lines = [
+        "## Results (generated by `emowatch report` from the metrics files)",
+        "",
+        "Every choice (checkpoint, TTA, threshold, challenger, gate) was made on val (FER2013 "
+        "PublicTest; the photos' val people) or on the deciding people's photos; test "
+        "(PrivateTest; the photos' test people) is reported only. Val recall/precision at the "
+        "threshold are cross-fitted; 'deployed' runs the detector, crop, classifier and "
+        "threshold on the full photos.",
+        "",
+    ]
+    for dataset in cfg.registry.candidates:
+        lines += dataset_section(cfg, dataset, root)
+    return "\n".join(lines + data_lines(cfg, root))
+
+
+def main(cfg: DictConfig, root: Path | None = None) -> str:
+    """Write `report.path` and log it to MLflow; returns the Markdown."""
+    text = render(cfg, root)
+    path = resolve_path(cfg.report.path, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    with stage_run(cfg, STAGE, root=root):
+        mlflow.log_artifact(str(path))
+    print(text)
+    return text

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from emowatch import config
 from emowatch.data import augmentation
 from emowatch.data.datamodule import FaceDataModule, SplitArrays, load_dataset
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.training.fit import build_module
 
 

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from emowatch.data import augmentation
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.stages import augment, crop_faces
 from tests.conftest import make_photo_folder
 

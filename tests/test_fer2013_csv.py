@@ -7,7 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from emowatch.data.fer2013 import SPLITS, DataError, read_csv
+from emowatch.data.fer2013 import SPLITS, read_csv
+from emowatch.errors import DataError
 from tests.conftest import good_rows, pixels, write_csv
 
 BAD = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emowatch.data.fer2013 import DataError
 from emowatch.data.ferplus import majority_labels
+from emowatch.errors import DataError
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 HEADER = (

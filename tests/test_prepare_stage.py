@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.stages import prepare
 from tests.conftest import good_rows, pixels, write_csv
 from tests.test_ferplus import write_ferplus

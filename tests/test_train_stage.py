@@ -113,7 +113,7 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tiny_fer, tmp_path, monk
 
 
 def test_tuned_model_needs_the_study(tiny_fer):
-    from emowatch.data.fer2013 import DataError
+    from emowatch.errors import DataError
 
     with pytest.raises(DataError, match="dvc repro tune@fer2013"):
         train.main(tiny_fer(), "fer2013", "cnn3")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emowatch.data.datamodule import load_photos
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.models.nets import ConvNet
 from emowatch.stages import train, tune
 from emowatch.training import transfer

@@ -76,7 +76,7 @@ def _run_stage(
     """Load the config and run `emowatch.stages.<name>.main`; data errors exit 1 with a message."""
     from importlib import import_module
 
-    from emowatch.data.fer2013 import DataError
+    from emowatch.errors import DataError
 
     cfg = _load(params_file, overrides)
     try:

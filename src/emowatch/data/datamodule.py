@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from emowatch.config import resolve_path
 from emowatch.data import faces
-from emowatch.data.fer2013 import SPLITS, DataError
+from emowatch.data.fer2013 import SPLITS
+from emowatch.errors import DataError
 
 DATASETS = ("fer2013", "photos")
 

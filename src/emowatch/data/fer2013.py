@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emowatch.errors import DataError
+
 SPLITS = ("train", "val", "test")
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-
-
-class DataError(RuntimeError):
-    """The input data cannot be read or cannot be trusted."""
 
 
 @dataclass

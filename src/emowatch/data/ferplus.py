@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 
 # FER+ vote columns and the FER2013 class each one means (None: no FER2013 class).
 VOTE_COLUMNS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.data import faces, photos
-from emowatch.data.fer2013 import DataError
 from emowatch.data.images import load_gray
 from emowatch.deploy.classifier import FaceClassifier
+from emowatch.errors import DataError
 
 DECIDE, REPORT, UNASSIGNED = "decide", "report", "unassigned"
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import augmentation
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.figures import image_grid
 from emowatch.tracking.runs import stage_run
 

@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import faces, photos
-from emowatch.data.fer2013 import DataError
 from emowatch.data.images import load_gray
+from emowatch.errors import DataError
 from emowatch.figures import image_grid
 from emowatch.files import write_json
 from emowatch.tracking.runs import stage_run

@@ -18,14 +18,8 @@ from omegaconf import DictConfig
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import ferplus, quality
-from emowatch.data.fer2013 import (
-    SPLITS,
-    USAGE_TO_SPLIT,
-    DataError,
-    Fer2013Table,
-    read_csv,
-    read_folders,
-)
+from emowatch.data.fer2013 import SPLITS, USAGE_TO_SPLIT, Fer2013Table, read_csv, read_folders
+from emowatch.errors import DataError
 from emowatch.files import write_json
 from emowatch.tracking.runs import stage_run
 

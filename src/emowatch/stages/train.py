@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from emowatch.config import flatten, resolve_path
 from emowatch.data import augmentation
 from emowatch.data.datamodule import SplitArrays, load_dataset
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 from emowatch.files import write_json
 from emowatch.models.backbones import resolve_weights
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
@@ -240,7 +240,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         )  # fmt: skip
 
         best = Path(trainer.checkpoint_callback.best_model_path or ckpt_dir / "last.ckpt")
-        state = torch.load(best, map_location="cpu", weights_only=False)
+        state = torch.load(best, map_location="cpu", weights_only=True)
         module.load_state_dict(state["state_dict"])
         norm = tcfg[dataset].normalize
         scored = evaluate_best(module, arrays, norm.mean, norm.std)

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import resolve_path
-from emowatch.data.fer2013 import DataError
+from emowatch.errors import DataError
 
 ARCHITECTURE_PARAMS = ("filters_", "units_")
 
@@ -73,7 +73,7 @@ def without_architecture(params: dict) -> dict:
 def load_weights(net: torch.nn.Module, source: Source, classes: list[str]) -> dict[str, int]:
     """Copy the source's weights into `net`, tensor by tensor in order (dropout layers may
     differ); the output layer keeps the rows of the shared classes. Returns what was copied."""
-    state = torch.load(source.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(source.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     src = [v for k, v in state.items() if k.startswith("net.")]
     own = net.state_dict()
     if len(src) != len(own):

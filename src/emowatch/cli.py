@@ -76,12 +76,12 @@ def _run_stage(
     """Load the config and run `emowatch.stages.<name>.main`; data errors exit 1 with a message."""
     from importlib import import_module
 
-    from emowatch.errors import DataError
+    from emowatch.errors import DataError, UnsafeModelError
 
     cfg = _load(params_file, overrides)
     try:
         import_module(f"emowatch.stages.{name}").main(cfg, **kwargs)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except (DataError, UnsafeModelError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
 
 

@@ -15,21 +15,22 @@ import base64
 import binascii
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pytorch
 import numpy as np
 import pandas as pd
 import torch
 from mlflow.entities.model_registry import ModelVersion
 
 from emowatch.data.images import NOT_AN_IMAGE, load_gray
-from emowatch.deploy.classifier import FaceClassifier, spec_of, to_gray
-from emowatch.evaluation.loading import load_trained
+from emowatch.deploy.classifier import FaceClassifier, to_gray
+from emowatch.errors import UnsafeModelError
+from emowatch.evaluation import loading
 
 COLUMNS = [
     "image",
@@ -98,19 +99,34 @@ def predict_frame(classifier: FaceClassifier, model_input: Any) -> pd.DataFrame:
 
 
 class EmotionModel(mlflow.pyfunc.PythonModel):
-    """Face detection + preprocessing + network + angry threshold, as one MLflow model."""
+    """Face detection + preprocessing + network + angry threshold, as one MLflow model. Its
+    artifacts are `weights` (a state dict, loaded with weights_only=True) and `network` (the
+    JSON spec of an allow-listed emowatch network); the model config is the deployment spec."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        net, _ = load_trained(Path(context.artifacts["model_dir"]))
-        self.classifier = FaceClassifier(net, dict(context.model_config))
+        self.classifier = build_classifier(
+            Path(context.artifacts["network"]),
+            Path(context.artifacts["weights"]),
+            dict(context.model_config),
+        )
 
     def predict(self, context, model_input, params=None):
         """Per-face rows for the input images (no type hints: MLflow would coerce the input)."""
         return predict_frame(self.classifier, model_input)
 
 
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+NETWORK_KEYS = ("net", "classes", "input_shape", "normalize")
+
+
+def build_classifier(network: Path, weights: Path, spec: dict) -> FaceClassifier:
+    net = loading.load_network(json.loads(network.read_text()), weights)
+    return FaceClassifier(net, spec)
+
+
 def log_model(model_dir: Path, spec: dict, name: str, metadata: dict) -> str:
-    """Log a trained model folder (model.ckpt + model.json) as the pyfunc; returns its URI."""
+    """Log a trained model folder (model.ckpt + model.json) as the face pyfunc, from code:
+    nothing is pickled. Returns its URI."""
     requirements = [
         f"torch=={torch.__version__.split('+')[0]}",
         f"mlflow=={mlflow.__version__}",
@@ -120,51 +136,52 @@ def log_model(model_dir: Path, spec: dict, name: str, metadata: dict) -> str:
         "omegaconf",
         "hydra-core",
     ]
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=EmotionModel(),
-        artifacts={"model_dir": str(model_dir)},
-        model_config=spec,
-        pip_requirements=requirements,
-        metadata=metadata,
-    )
-    return info.model_uri
+    info = json.loads((model_dir / "model.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, network = Path(tmp) / "weights.pt", Path(tmp) / "network.json"
+        torch.save(loading.load_weights(model_dir / "model.ckpt"), weights)
+        network.write_text(json.dumps({k: info[k] for k in NETWORK_KEYS}, indent=1))
+        logged = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={"weights": str(weights), "network": str(network)},
+            model_config=spec,
+            pip_requirements=requirements,
+            metadata=metadata,
+        )
+    return logged.model_uri
 
 
-def load_classifier(uri: str, fallback: dict | None = None) -> FaceClassifier:
-    """The FaceClassifier inside a logged/registered emowatch pyfunc (e.g. models:/name@alias).
-
-    A registry version holding a bare PyTorch network (registered before versions carried their
-    detector and threshold) is wrapped from its version tags, with `fallback` giving the
-    deployment settings (tta, crop_margin, detector) it lacks."""
-    not_ours = ValueError(
-        f"{uri} is not an emowatch face model: register it with `emowatch register` "
-        "(dvc repro register)"
-    )
-    if is_bare_pytorch(uri):
-        if fallback is None or not uri.startswith("models:/"):
-            raise not_ours
-        tags = version_of(uri).tags
-        info = {
-            "classes": json.loads(tags["classes"]),
-            "input_shape": json.loads(tags["input_shape"]),
-            "normalize": {
-                "mean": float(tags["normalize_mean"]),
-                "std": float(tags["normalize_std"]),
-            },
-        }
-        spec = spec_of(info, threshold=float(tags["threshold_angry"]), **fallback)
-        return FaceClassifier(mlflow.pytorch.load_model(uri).eval(), spec)
-    inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    if not isinstance(inner, EmotionModel):
-        raise not_ours
-    return inner.classifier
+def refuse_unsafe(uri: str) -> dict:
+    """The pyfunc flavor of a logged model, read from its MLmodel file without loading it;
+    refuses anything that is not an emowatch model from code (a pickled Python model, a pickled
+    PyTorch network) with how to re-register it."""
+    flavors = mlflow.models.get_model_info(uri).flavors
+    conf = flavors.get("python_function", {})
+    if "pytorch" in flavors or "python_model" in conf or not conf.get("model_code_path"):
+        raise UnsafeModelError(
+            f"{uri} is stored as a pickle (registered before emowatch models were logged from "
+            "code); it is not loaded. Re-register it from its trained files: `dvc repro "
+            "evaluate register` (or `emowatch register -d DATASET`), then `emowatch promote`."
+        )
+    if set(conf.get("artifacts", {})) != {"weights", "network"}:
+        raise UnsafeModelError(f"{uri} is not an emowatch face model: {sorted(flavors)}")
+    return conf
 
 
-def is_bare_pytorch(uri: str) -> bool:
-    """Whether a logged model is a plain `mlflow.pytorch` network (read from its MLmodel file,
-    without loading it)."""
-    return "pytorch" in mlflow.models.get_model_info(uri).flavors
+def load_classifier(uri: str) -> FaceClassifier:
+    """The FaceClassifier of a logged/registered emowatch model (e.g. models:/name@alias),
+    built by the installed emowatch code: nothing from the registry is unpickled or run. The
+    registry's copy of the model code must be this package's `model_code.py`."""
+    conf = refuse_unsafe(uri)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    code = local / Path(conf["model_code_path"]).name
+    if not code.is_file() or code.read_bytes() != MODEL_CODE.read_bytes():
+        raise UnsafeModelError(
+            f"{uri}: its model code is not emowatch's own model_code.py; refused"
+        )
+    artifacts = {k: local / v["path"] for k, v in conf["artifacts"].items()}
+    return build_classifier(artifacts["network"], artifacts["weights"], dict(conf["config"]))
 
 
 def version_of(uri: str) -> ModelVersion:
@@ -179,8 +196,5 @@ def version_of(uri: str) -> ModelVersion:
 
 
 def load_network(uri: str) -> torch.nn.Module:
-    """The bare network of a registered version, an emowatch pyfunc or a plain PyTorch model
-    (the versions registered before models carried their detector and threshold)."""
-    if is_bare_pytorch(uri):
-        return mlflow.pytorch.load_model(uri).eval()
+    """The bare network of a registered version, for re-scoring."""
     return load_classifier(uri).net

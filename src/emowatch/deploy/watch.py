@@ -33,6 +33,7 @@ from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
+from emowatch.errors import UnsafeModelError
 
 if TYPE_CHECKING:
     from emowatch.deploy.server import ServeOptions
@@ -73,12 +74,9 @@ def load_classifier(
 
         mlflow.set_tracking_uri(tracking_uri(cfg, root))
         try:
-            fallback = {
-                "tta": "none",  # versions that predate the spec: the network alone
-                "margin": cfg.deploy.crop_margin,
-                "detector": cfg.detector,
-            }
-            classifier = pyfunc.load_classifier(spec, fallback)
+            classifier = pyfunc.load_classifier(spec)
+        except UnsafeModelError as err:
+            raise WatchError(str(err)) from None
         except (MlflowException, OSError) as err:
             raise WatchError(
                 f"cannot load {spec}: {err}. Run `make run` (dvc repro) to register and promote "

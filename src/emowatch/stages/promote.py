@@ -49,8 +49,7 @@ def comparer(cfg: DictConfig, dataset: str, root: Path | None) -> registry.Compa
     def decisions(version: ModelVersion) -> tuple[np.ndarray, np.ndarray, list[str]]:
         size = int(json.loads(version.tags["input_shape"])[-1])
         arrays = load_dataset(at_size(cfg, dataset, size), dataset, root)
-        fallback = {"tta": "none", "margin": cfg.deploy.crop_margin, "detector": cfg.detector}
-        model = pyfunc.load_classifier(f"models:/{version.name}/{version.version}", fallback)
+        model = pyfunc.load_classifier(f"models:/{version.name}/{version.version}")
         probs = predict(model.net, arrays.x["val"], model.mean, model.std, model.spec["tta"])
         y = arrays.y["val"]
         angry = model.classes.index("angry")

@@ -218,22 +218,17 @@ def log_params(params: Mapping[str, object]) -> None:
 def log_torch_model(
     net: object, input_shape: tuple[int, ...], metadata: Mapping[str, object]
 ) -> str:
-    """Log a network with `mlflow.pytorch.log_model` (pickle, any batch size); return its URI.
+    """Log a trained network to the active run as plain files, nothing pickled: `weights.pt`
+    (its state dict, for `torch.load(..., weights_only=True)`) and `model.json` (its spec, for
+    `evaluation.loading.build_network`). Returns the folder's URI (runs:/<id>/network)."""
+    import json
+    import tempfile
 
-    The input example has batch size 2 so the signature's batch dimension stays variable.
-    """
-    import mlflow.pytorch
-    import numpy as np
     import torch
 
-    example = np.zeros((2, *input_shape), dtype=np.float32)
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    info = mlflow.pytorch.log_model(
-        net,
-        name="model",
-        input_example=example,
-        serialization_format="pickle",
-        pip_requirements=requirements,
-        metadata=dict(metadata),
-    )
-    return info.model_uri
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(net.state_dict(), Path(tmp) / "weights.pt")
+        spec = dict(metadata) | {"input_shape": list(input_shape)}
+        (Path(tmp) / "model.json").write_text(json.dumps(spec, indent=1, default=str))
+        mlflow.log_artifacts(tmp, artifact_path="network")
+    return f"runs:/{mlflow.active_run().info.run_id}/network"

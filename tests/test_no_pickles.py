@@ -1,0 +1,145 @@
+"""Nothing executable crosses machines: a malicious pickle planted as a checkpoint, as a
+registry artifact, or a model.json naming an arbitrary class is refused with a clear error, and
+the code it carries never runs (its `__reduce__` would create a marker file)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from emowatch.deploy import pyfunc
+from emowatch.errors import UnsafeModelError
+from emowatch.evaluation.loading import build_network, load_trained
+
+CNN = {
+    "net": {"_target_": "emowatch.models.nets.ConvNet", "filters": [8, 16], "units": [16]},
+    "classes": ["angry", "happy"],
+    "input_shape": [1, 48, 48],
+    "normalize": {"mean": 0.5, "std": 0.25},
+}
+
+
+class Payload:
+    """Unpickling this creates `marker`: the stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text(json.dumps(CNN))
+    (model_dir / "model.ckpt").write_bytes(pickle.dumps({"state_dict": Payload(marker)}))
+    with pytest.raises(UnsafeModelError, match="not a plain weights file"):
+        load_trained(model_dir)
+    torch.save({"state_dict": {"net.w": Payload(marker)}}, model_dir / "model.ckpt")
+    with pytest.raises(UnsafeModelError, match="not a plain weights file"):
+        load_trained(model_dir)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        {"_target_": "os.system", "command": "touch pwned"},
+        {"_target_": "emowatch.models.nets.ConvNet", "act": {"_target_": "os.system"}},
+        {"filters": [8]},
+    ],
+    ids=["os.system", "nested target", "no target"],
+)
+def test_a_spec_may_only_name_emowatch_networks(net, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsafeModelError, match="only name one of emowatch's networks"):
+        build_network(CNN | {"net": net})
+    assert not (tmp_path / "pwned").exists()
+    assert build_network(CNN)(torch.zeros(2, 1, 48, 48)).shape == (2, 2)
+
+
+class Evil(mlflow.pyfunc.PythonModel):
+    """A pickled Python model whose unpickling creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+@pytest.fixture
+def registry(tmp_path, mlflow_template, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(mlflow_template, tmp_path / "m.db")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    mlflow.set_experiment("no-pickles")
+    return tmp_path
+
+
+def register(uri: str) -> str:
+    version = mlflow.register_model(uri, "emowatch-evil")
+    return f"models:/emowatch-evil/{version.version}"
+
+
+def test_a_pickled_registry_version_is_refused_with_how_to_re_register(registry):
+    marker = registry / "pwned"
+    with mlflow.start_run():
+        logged = mlflow.pyfunc.log_model(name="m", python_model=Evil(marker))
+    marker.unlink(missing_ok=True)  # whatever logging did, loading must not run it again
+    uri = register(logged.model_uri)
+    with pytest.raises(UnsafeModelError, match=r"stored as a pickle.*dvc repro evaluate register"):
+        pyfunc.load_classifier(uri)
+    with pytest.raises(UnsafeModelError):
+        pyfunc.load_network(uri)
+    assert not marker.exists()
+
+
+def test_a_version_whose_model_code_is_not_ours_is_refused(registry):
+    marker = registry / "pwned"
+    code = registry / "model_code.py"
+    code.write_text(
+        "import pathlib, mlflow\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "from emowatch.deploy.pyfunc import EmotionModel\n"
+        "mlflow.models.set_model(EmotionModel())\n"
+    )
+    weights, network = registry / "weights.pt", registry / "network.json"
+    torch.save(build_network(CNN).state_dict(), weights)
+    network.write_text(json.dumps(CNN))
+    with mlflow.start_run():
+        logged = mlflow.pyfunc.log_model(
+            name="m",
+            python_model=str(code),
+            artifacts={"weights": str(weights), "network": str(network)},
+            model_config={"threshold_angry": 0.3},
+        )
+    marker.unlink(missing_ok=True)
+    with pytest.raises(UnsafeModelError, match=r"not emowatch.s own model_code\.py"):
+        pyfunc.load_classifier(register(logged.model_uri))
+    assert not marker.exists()
+
+
+def test_the_planted_payloads_are_real(registry):
+    """The payloads above do run when a naive loader unpickles them: the refusals matter."""
+    marker = registry / "pwned"
+    with mlflow.start_run():
+        logged = mlflow.pyfunc.log_model(name="m", python_model=Evil(marker))
+    marker.unlink(missing_ok=True)
+    try:
+        mlflow.pyfunc.load_model(logged.model_uri)
+    except Exception:  # the payload replaced the model object; MLflow may then fail
+        pass
+    assert marker.exists()

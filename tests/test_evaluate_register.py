@@ -120,9 +120,55 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     shown = CliRunner().invoke(app, ["info", f"tracking.db={cfg.tracking.db}"]).output
     assert f"emowatch-fer2013@champion: v{challenger.version}" in shown
     assert "emowatch-photos" not in shown  # never registered here
+    assert "model card: runs:/" in shown
+
+    # The audit trail and the model card of the promotion.
+    moves = (
+        CliRunner()
+        .invoke(app, ["history", "-d", "fer2013", f"tracking.db={cfg.tracking.db}"])
+        .output.splitlines()
+    )
+    assert (
+        len(moves) == 1 and f"-> v{challenger.version}" in moves[0] and "first champion" in moves[0]
+    )
+    card = (tmp_path_of(cfg) / "fer2013_model_card.md").read_text()
+    assert card.startswith(f"# Model card: {name} v{challenger.version} (cnn1)")
+    assert "false alarms per angry" in card and "non-commercial" in card
+    assert "| angry |" in card  # the confusion matrix at the deployed rule
+    assert client.get_model_version(name, challenger.version).description == card
+
+
+def tags_of(client, version):
+    return client.get_model_version("emowatch-fer2013", version).tags
 
 
 def tmp_path_of(cfg):
     from pathlib import Path
 
     return Path(cfg.registry.dir)
+
+
+def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
+    """A version is one behaviour: a new TTA or target recall is a new version, and the
+    challenger's tags are those of the metrics.json it was chosen from."""
+    cfg = tiny_fer("registry.candidates.fer2013=[cnn1]")
+    train.main(cfg, "fer2013", "cnn1")
+    client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
+    metrics_path = tmp_path / "reports/evaluate/fer2013/cnn1/metrics.json"
+    seen = []
+    for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}):
+        for key, value in change.items():
+            cfg.evaluate[key] = value
+        evaluate.main(cfg, "fer2013", "cnn1")
+        version = register.main(cfg, "fer2013")["challenger"]["version"]
+        tags = client.get_model_version("emowatch-fer2013", version).tags
+        m = json.loads(metrics_path.read_text())
+        assert tags["threshold_angry"] == f"{m['threshold_angry']:.6f}"
+        assert tags["tta"] == m["tta"]["chosen"]
+        assert tags["val_precision_angry_at_threshold"] == (
+            f"{m['val']['precision_angry_at_threshold']:.6f}"
+        )
+        seen.append(version)
+    assert len({seen[1], seen[2], seen[3]}) == 3  # none, hflip, another target: three versions
+    assert seen[0] == seen[1 if tags_of(client, seen[0])["tta"] == "none" else 2]  # auto: reused
+    assert register.main(cfg, "fer2013")["challenger"]["version"] == seen[3]  # nothing changed

@@ -115,3 +115,16 @@ def test_deployed_figures_count_missed_faces_as_misses():
     }
     assert s["report"]["recall_angry"] == 0.0 and s["people"] == {"decide": ["A"], "report": ["B"]}
     assert s["per_person"]["B"]["part"] == "report"
+
+
+def test_a_val_too_small_to_cross_fit_is_flagged_not_hidden():
+    from omegaconf import OmegaConf
+
+    from emowatch.stages.evaluate import operating_point
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9]])
+    y = np.array([0, 1, 1, 1])  # one angry face: nothing can be held out
+    ecfg = OmegaConf.create({"target_recall": 0.8, "crossfit_folds": 5})
+    val = operating_point(probs, y, ["angry", "happy"], None, ecfg, seed=0)
+    assert val["crossfit"]["folds"] == 0 and val["crossfit"]["by"].startswith("none: ")
+    assert val["recall_angry_at_threshold"] == val["fitted"]["recall_angry_at_threshold"] == 1.0

@@ -24,11 +24,12 @@ def client(tmp_path, mlflow_template, monkeypatch):
     return c
 
 
-def add_version(client, recall=0.82, deployed=0.6, quality=0.5):
+def add_version(client, recall=0.82, deployed=0.6, quality=0.5, folds=5):
     """A registered version whose tags carry val and deployed-path figures (the source is a
     placeholder); `quality` is what the fake paired comparison below reads."""
     tags = {
         "val_recall_angry_at_threshold": str(recall),
+        "val_crossfit_folds": str(folds),
         "deployed_decide_recall_angry": str(deployed),
         "quality": str(quality),
         "test_precision_angry_at_threshold": "0.99",  # reported only: the gate never reads it
@@ -114,6 +115,9 @@ def test_recall_floor_and_deployed_floor(client):
     challenge(client, missed_on_camera)
     decision = gate(client)
     assert not decision.promoted and "deployed-path recall on angry 0.200" in decision.reason
+    too_few_to_tell = add_version(client, quality=0.9, folds=0)
+    challenge(client, too_few_to_tell)
+    assert "val is too small" in gate(client).reason
     assert champion(client) == v1
 
 

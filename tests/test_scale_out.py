@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from emowatch import retrain
-from tests.test_retrain import BIN, emowatch, tiny_project
+from tests.test_retrain import BIN, emowatch, git, tiny_project
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 BUCKET = "emowatch-artifacts"
@@ -150,6 +150,7 @@ def test_tiny_pipeline_on_postgres_mlflow_s3_and_a_shared_optuna_study(
     tracking = project / "conf" / "tracking" / "default.yaml"
     tracking.write_text(tracking.read_text().replace("uri: null", f"uri: {mlflow_server}"))
     assert emowatch(project, "params").returncode == 0
+    git(project, "commit", "-q", "-am", "shared Optuna study and MLflow server")
 
     done = emowatch(project, "retrain", "--no-pull", timeout=1500)
     assert done.returncode in (0, 10), done.stdout[-3000:] + done.stderr[-3000:]

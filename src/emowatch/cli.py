@@ -354,6 +354,31 @@ def retrain(
 
 
 @app.command()
+def history(
+    dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOpt = None
+) -> None:
+    """The champion's history, newest first: every promotion, rollback and override with its
+    time, reason, commit and MLflow run (the audit tags on the registry versions)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from emowatch.tracking import audit
+    from emowatch.tracking.runs import tracking_uri
+
+    cfg = _load(params_file, overrides)
+    name = cfg.registry.names[dataset]
+    client = MlflowClient(tracking_uri(cfg, config.find_root()))
+    try:
+        events = audit.history(client, name)
+    except MlflowException as err:
+        _fail(f"cannot read {name}: {err}")
+    if not events:
+        typer.echo(f"{name}: no champion has been set yet (run `make run` or `dvc repro`)")
+    for event in events:
+        typer.echo(audit.format_event(event))
+
+
+@app.command()
 def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Print where the MLflow store, reports and plots are, and how to browse them."""
     from emowatch.tracking.runs import tracking_uri
@@ -400,6 +425,11 @@ def _print_champions(cfg, uri: str) -> None:
                 f"{name}@{alias}: v{v.version} ({v.tags.get('model')}) test accuracy {acc}, "
                 f"angry recall {rec} / precision {prec} at threshold {threshold}"
             )
+            if alias == CHAMPION and v.tags.get("model_card"):
+                typer.echo(
+                    f"  model card: {v.tags['model_card']} (also the version's description in "
+                    f"the MLflow UI); history: emowatch history -d {v.tags.get('dataset', 'D')}"
+                )
 
 
 def main() -> None:  # pragma: no cover - console entry point

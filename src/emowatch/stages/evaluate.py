@@ -27,7 +27,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
-from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_curve
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data.datamodule import load_dataset
@@ -61,6 +61,8 @@ def scores(probs: np.ndarray, y: np.ndarray, classes: list[str], threshold: floa
         "recall_angry_at_threshold": recall,
         "precision_angry_at_threshold": precision,
         "accuracy_at_threshold": float(np.mean(pred == y)),
+        "n_angry": int(np.sum(y == a)),
+        "n_said_angry": int(np.sum(pred == a)),
     }
 
 
@@ -87,18 +89,33 @@ def operating_point(
     the in-sample figures beside them (`fitted`), which flatter the model."""
     angry = classes.index("angry")
     point = choose_threshold(probs[:, angry], y == angry, ecfg.target_recall)
-    parts = crossfit.folds(y == angry, groups, ecfg.crossfit_folds, seed)
-    oof = crossfit.out_of_fold(probs, y, angry, ecfg.target_recall, parts)
-    recall, precision = angry_scores(oof, y, angry)
     fitted = scores(probs, y, classes, point.threshold)
-    return reports.split_metrics(probs, y, classes) | {
-        "threshold_angry": point.threshold,
-        "recall_angry_at_threshold": recall,
-        "precision_angry_at_threshold": precision,
-        "accuracy_at_threshold": float(np.mean(oof == y)),
-        "fitted": {k: fitted[k] for k in fitted if k.endswith("_at_threshold")},
-        "crossfit": {"folds": len(parts), "by": "person" if groups is not None else "angry"},
-    }
+    by = "person" if groups is not None else "angry"
+    try:
+        parts = crossfit.folds(y == angry, groups, ecfg.crossfit_folds, seed)
+    except ValueError as err:  # too few angry faces or people in val to hold any out
+        print(f"warning: no honest val figures at the threshold ({err}); the gate will refuse")
+        parts, by = [], f"none: {err}"
+    if parts:
+        oof = crossfit.out_of_fold(probs, y, angry, ecfg.target_recall, parts)
+        recall, precision = angry_scores(oof, y, angry)
+        at = {
+            "recall_angry_at_threshold": recall,
+            "precision_angry_at_threshold": precision,
+            "accuracy_at_threshold": float(np.mean(oof == y)),
+            "n_said_angry": int(np.sum(oof == angry)),
+        }
+    else:
+        at = {k: fitted[k] for k in fitted if k.endswith("_at_threshold") or k == "n_said_angry"}
+    return (
+        reports.split_metrics(probs, y, classes)
+        | {"threshold_angry": point.threshold, "n_angry": int(np.sum(y == angry))}
+        | at
+        | {
+            "fitted": {k: fitted[k] for k in fitted if k.endswith("_at_threshold")},
+            "crossfit": {"folds": len(parts), "by": by},
+        }
+    )
 
 
 def behaviour(net, x: np.ndarray, mean: float, std: float, delta: float) -> dict:
@@ -222,6 +239,16 @@ def write_figures(
             [classes[a], classes[p], classes[m]] for a, p, m in zip(y, pred, argmax, strict=True)
         )
     pr_curve(probs, y, angry, threshold, out / "pr_curve.csv", out / "pr_curve.png")
+    labels = list(range(len(classes)))
+    write_json(
+        out / "confusion.json",
+        {
+            "classes": classes,
+            "rows": "actual",
+            "deployed": confusion_matrix(y, pred, labels=labels).tolist(),
+            "argmax": confusion_matrix(y, argmax, labels=labels).tolist(),
+        },
+    )
     return [
         confusion_png(y, pred, argmax, classes, out / "confusion.png", title),
         explain.faces_grid(x, y, pred, classes, out / "faces.png", seed=cfg.seed),
@@ -276,6 +303,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             "tta": tta,
             "deployed": found,
             "behaviour": behaviour(net, x_test, *norm, ecfg.brightness_delta),
+            "split_sizes": {s: len(arrays.y[s]) for s in ("train", "val", "test")},
             "val_data_hash": data_hash(x_val, y_val),
             "test_data_hash": data_hash(x_test, y_test),
             "target_recall": ecfg.target_recall,
@@ -297,7 +325,12 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     return metrics
 
 
-ARTIFACTS = ("metrics.json", "classification_report.json", "deployed_predictions.csv")
+ARTIFACTS = (
+    "metrics.json",
+    "classification_report.json",
+    "confusion.json",
+    "deployed_predictions.csv",
+)
 
 
 def summary_line(name: str, m: dict) -> str:

@@ -22,7 +22,8 @@ from emowatch.evaluation import crossfit, paired
 from emowatch.evaluation.predict import predict
 from emowatch.files import write_json
 from emowatch.stages.evaluate import val_groups
-from emowatch.tracking import registry
+from emowatch.stages.report import read_json
+from emowatch.tracking import model_card, production, registry
 from emowatch.tracking.runs import stage_run
 
 STAGE = "promote"
@@ -80,28 +81,68 @@ def gate_of(cfg: DictConfig, dataset: str) -> registry.Gate:
     )
 
 
+def evaluation_of(cfg: DictConfig, dataset: str, version: ModelVersion, root: Path | None):
+    """(metrics, confusion) of the workspace's evaluation the version was registered from, or
+    (None, None) when the workspace holds another evaluation of that model."""
+    folder = resolve_path(cfg.evaluate.dir, root) / dataset / str(version.tags.get("model"))
+    metrics = read_json(folder / "metrics.json")
+    same = metrics is not None and all(
+        [
+            f"{metrics['threshold_angry']:.6f}" == version.tags.get("threshold_angry"),
+            metrics.get("test_data_hash") == version.tags.get("test_data_hash"),
+            metrics.get("tta", {}).get("chosen") == version.tags.get("tta"),
+        ]
+    )
+    return (metrics, read_json(folder / "confusion.json")) if same else (None, None)
+
+
+def publish_card(
+    cfg: DictConfig, dataset: str, client, decision: registry.Decision, root: Path | None
+) -> Path:
+    """The promoted version's model card: a file, an artifact of this run, the version's
+    description (rendered as Markdown in the MLflow UI) and its `model_card` tag."""
+    version = client.get_model_version(decision.name, decision.champion_after)
+    metrics, confusion = evaluation_of(cfg, dataset, version, root)
+    card = model_card.render(version, metrics, confusion, decision.as_dict())
+    path = resolve_path(cfg.registry.dir, root) / f"{dataset}_model_card.md"
+    path.write_text(card)
+    mlflow.log_artifact(str(path))
+    client.update_model_version(decision.name, version.version, description=card)
+    uri = f"runs:/{mlflow.active_run().info.run_id}/{path.name}"
+    client.set_model_version_tag(decision.name, version.version, "model_card", uri)
+    return path
+
+
 def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | None = None) -> dict:
     """Promote (or roll back) the dataset's registered model; returns the decision."""
-    rcfg, gate = cfg.registry, cfg.registry.promotion
+    rcfg = cfg.registry
     name = rcfg.names[dataset]
     with stage_run(
         cfg, STAGE, run_name=f"promote-{dataset}", root=root, tags={"emowatch.dataset": dataset}
     ):
         client = mlflow.tracking.MlflowClient()
+        ctx = production.context(cfg, root)
         if rollback:
-            decision = registry.rollback(client, name)
+            decision = registry.rollback(client, name, ctx)
         else:
-            decision = registry.promote(
-                client, name, gate_of(cfg, dataset), comparer(cfg, dataset, root)
-            )
+            gate, compare = gate_of(cfg, dataset), comparer(cfg, dataset, root)
+            decision = registry.promote(client, name, gate, compare, ctx)
         report = decision.as_dict() | {
             "action": "rollback" if rollback else "promote",
-            "gate": OmegaConf.to_container(gate, resolve=True),
+            "gate": OmegaConf.to_container(rcfg.promotion, resolve=True),
+            "production": {"experiment": ctx.experiment, "override": ctx.override},
         }
+        if decision.promoted:
+            report["model_card"] = str(publish_card(cfg, dataset, client, decision, root))
         path = write_json(resolve_path(rcfg.dir, root) / f"{dataset}_promotion.json", report)
         mlflow.log_artifact(str(path))
         mlflow.set_tags(
-            {"promoted": str(decision.promoted).lower(), "reason": decision.reason[:5000]}
+            {
+                "promoted": str(decision.promoted).lower(),
+                "reason": decision.reason[:5000],
+                "emowatch.experiment": ctx.experiment or "",
+                "emowatch.override": ctx.override or "",
+            }
         )
         mlflow.log_params({"registered_model": name, "action": report["action"]})
         for metric, r in decision.compared.get("paired", {}).items():

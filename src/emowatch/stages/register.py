@@ -21,7 +21,7 @@ from emowatch.config import resolve_path
 from emowatch.deploy import pyfunc
 from emowatch.deploy.classifier import spec_of
 from emowatch.files import write_json
-from emowatch.tracking import registry
+from emowatch.tracking import production, registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
 from emowatch.training.fit import file_hash
 
@@ -91,7 +91,8 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         cfg, STAGE, run_name=f"register-{dataset}", root=root, tags={"emowatch.dataset": dataset}
     ):
         client = MlflowClient()
-        found = candidates(cfg, dataset, root)
+        ctx = production.context(cfg, root)
+        found = [c | {"experiment": ctx.experiment} for c in candidates(cfg, dataset, root)]
         versions = {
             c["model"]: registry.register(client, name, c, deployable(dataset, c)) for c in found
         }
@@ -100,6 +101,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         client.set_registered_model_alias(name, registry.CHALLENGER, chosen)
         report = {
             "registered_model": name,
+            "experiment": ctx.experiment,
             "challenger": {"model": best["model"], "version": chosen},
             "selection": {
                 "metric": f"val {rcfg.selection_metric}",
@@ -121,4 +123,6 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         )
         listed = ", ".join(f"{m} v{v.version}" for m, v in versions.items())
         print(f"{name}: versions {listed}; challenger {best['model']} (v{chosen})")
+        if ctx.experiment:
+            print(f"registered as experiment versions: {ctx.experiment}")
     return report

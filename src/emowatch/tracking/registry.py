@@ -14,6 +14,12 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from emowatch.errors import UnsafeModelError
+from emowatch.tracking import audit
+from emowatch.tracking.production import Context
+
+PRODUCTION = Context(experiment=None)
+
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 KEYS = (
     "accuracy",
@@ -39,6 +45,7 @@ def version_key(candidate: Mapping) -> str:
         "train_run": candidate["train_run"],
         "val_data_hash": m.get("val_data_hash"),
         "test_data_hash": m.get("test_data_hash"),
+        "experiment": bool(candidate.get("experiment")),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -53,6 +60,7 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         found = m.get("deployed", {}).get(part, {})
         tags |= {f"deployed_{part}_{k}": f"{found[k]:.6f}" for k in DEPLOYED_KEYS if k in found}
     tags |= {
+        "val_crossfit_folds": str(m["val"].get("crossfit", {}).get("folds", 0)),
         "threshold_angry": f"{m['threshold_angry']:.6f}",
         "tta": m.get("tta", {}).get("chosen", "none"),
         "val_data_hash": m.get("val_data_hash", ""),
@@ -60,6 +68,7 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         "model": candidate["model"],
         "train_run": candidate["train_run"],
         "version_key": version_key(candidate),
+        "experiment": candidate.get("experiment") or "",
     }
     tags |= {k: str(v) for k, v in candidate.get("extra_tags", {}).items()}
     return tags
@@ -120,6 +129,7 @@ class Decision:
     champion_before: str | None = None
     champion_after: str | None = None
     compared: dict = field(default_factory=dict)
+    would_promote: bool = False  # passed the gate, but this run may not move production
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,8 +154,95 @@ def _tag(v: ModelVersion, key: str) -> float | None:
     return float(v.tags[key]) if key in v.tags else None
 
 
+FLOOR_TAGS = ("val_recall_angry_at_threshold", "deployed_decide_recall_angry")
+
+
+def provenance_refusal(challenger: ModelVersion, production: Context) -> str | None:
+    """A production run does not promote what an experiment registered (unless overridden)."""
+    made_by = challenger.tags.get("experiment")
+    if made_by and production.experiment is None and not production.override:
+        return (
+            f"challenger v{challenger.version} was registered by an experiment ({made_by}): "
+            "register it from a production run (`dvc repro register`) before promoting"
+        )
+    return None
+
+
+def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
+    """The floors: cross-fitted val recall on angry, deployed-path recall on angry."""
+    recall, deployed = (_tag(challenger, k) for k in FLOOR_TAGS)
+    floor = gate.target_recall - gate.recall_tolerance
+    if recall is None or deployed is None or "val_crossfit_folds" not in challenger.tags:
+        return (
+            f"version {challenger.version} lacks cross-fitted val or deployed-path figures: "
+            "re-run `dvc repro evaluate register`"
+        )
+    if int(challenger.tags["val_crossfit_folds"]) < 2:
+        return (
+            f"val is too small to measure challenger v{challenger.version}'s operating point "
+            "honestly (cross-fitting needs angry faces of >= 2 people or >= 2 angry faces): "
+            "add photos of more people"
+        )
+    if recall < floor:
+        return (
+            f"challenger's cross-fitted val recall on angry {recall:.3f} < {floor:.3f} "
+            f"(target {gate.target_recall} - tolerance {gate.recall_tolerance})"
+        )
+    if deployed < gate.deployed_recall_floor:
+        return (
+            f"challenger's deployed-path recall on angry {deployed:.3f} < floor "
+            f"{gate.deployed_recall_floor} (photos of the people who may decide)"
+        )
+    return None
+
+
+def noise_refusal(
+    paired: Mapping[str, Mapping[str, float]], metrics: tuple[str, ...]
+) -> str | None:
+    """Worse than the champion beyond noise: an interval of (challenger - champion) wholly
+    below 0."""
+    worse = [m for m in metrics if paired[m]["high"] < 0]
+    if not worse:
+        return None
+    return "challenger worse than the champion beyond noise: " + "; ".join(
+        f"{m} {paired[m]['diff']:+.4f} [{paired[m]['low']:+.4f}, {paired[m]['high']:+.4f}]"
+        for m in worse
+    )
+
+
+def comparison_refusal(
+    challenger: ModelVersion,
+    champion: ModelVersion,
+    gate: Gate,
+    compare: Compare | None,
+    production: Context,
+    decision: Decision,
+) -> str | None:
+    """The paired comparison with the champion (recorded in `decision.compared`). A champion
+    that cannot be loaded safely (a pickled version from before models were logged from code)
+    cannot be compared: it is replaced only with an override, which is logged."""
+    if compare is None:
+        return "a champion exists and nothing was given to compare them with"
+    try:
+        paired = {m: dict(r) for m, r in compare(challenger, champion).items()}
+    except UnsafeModelError as err:
+        decision.compared["paired"] = {}
+        if production.override:
+            return None
+        return (
+            f"champion v{champion.version} cannot be compared: {err} To replace it, promote "
+            "with registry.production.override='<reason>'"
+        )
+    decision.compared["paired"] = paired
+    return noise_refusal(paired, gate.compare)
+
+
 def promote(
-    client: MlflowClient, name: str, gate: Gate, compare: Compare | None = None
+    client: MlflowClient,
+    name: str,
+    gate: Gate,
+    compare: Compare | None = None,
+    production: Context = PRODUCTION,
 ) -> Decision:
     """Move `champion` to the challenger if it passes the gate; otherwise keep the champion.
 
@@ -154,6 +251,11 @@ def promote(
     its floor, and `compare` (the two models' decisions on the same non-test faces) shows it
     not worse than the champion beyond noise: for each compared metric, the upper end of the
     interval of (challenger - champion) is >= 0.
+
+    Outside production (`production.experiment`: a `dvc exp run`, a dirty workspace, another
+    branch) the decision is computed but no alias moves, unless `production.override` says why;
+    a production run refuses a challenger that an experiment registered. Every move is recorded
+    in the audit trail (`tracking.audit`).
     """
     challenger = get_alias(client, name, CHALLENGER)
     champion = get_alias(client, name, CHAMPION)
@@ -166,60 +268,42 @@ def promote(
     if champion is not None and champion.version == challenger.version:
         decision.reason = f"version {challenger.version} is already champion: nothing to do"
         return decision
-    recall = _tag(challenger, "val_recall_angry_at_threshold")
-    deployed = _tag(challenger, "deployed_decide_recall_angry")
-    floor = gate.target_recall - gate.recall_tolerance
-    decision.compared["challenger"] = {
-        "val_recall_angry_at_threshold": recall,
-        "deployed_decide_recall_angry": deployed,
-    }
-    if recall is None or deployed is None:
-        decision.reason = (
-            f"version {challenger.version} lacks cross-fitted val or deployed-path figures: "
-            "re-run `dvc repro evaluate register`"
-        )
+    refusal = provenance_refusal(challenger, production) or floor_refusal(challenger, gate)
+    decision.compared["challenger"] = {k: _tag(challenger, k) for k in FLOOR_TAGS}
+    if refusal is None and champion is not None:
+        refusal = comparison_refusal(challenger, champion, gate, compare, production, decision)
+    if refusal is not None:
+        decision.reason = refusal
         return decision
-    if recall < floor:
+    reason = "first champion" if champion is None else "challenger passed the gate"
+    if not production.may_move_production:
         decision.reason = (
-            f"challenger's cross-fitted val recall on angry {recall:.3f} < {floor:.3f} "
-            f"(target {gate.target_recall} - tolerance {gate.recall_tolerance})"
+            f"{reason}, but not moved: {production.experiment} (only a clean production "
+            "workspace moves `champion`, or registry.production.override with a reason)"
         )
-        return decision
-    if deployed < gate.deployed_recall_floor:
-        decision.reason = (
-            f"challenger's deployed-path recall on angry {deployed:.3f} < floor "
-            f"{gate.deployed_recall_floor} (photos of the people who may decide)"
-        )
+        decision.would_promote = True
         return decision
     if champion is not None:
-        if compare is None:
-            decision.reason = "a champion exists and nothing was given to compare them with"
-            return decision
-        paired = {m: dict(r) for m, r in compare(challenger, champion).items()}
-        decision.compared["paired"] = paired
-        worse = [m for m in gate.compare if paired[m]["high"] < 0]
-        if worse:
-            decision.reason = "challenger worse than the champion beyond noise: " + "; ".join(
-                f"{m} {paired[m]['diff']:+.4f} [{paired[m]['low']:+.4f}, {paired[m]['high']:+.4f}]"
-                for m in worse
-            )
-            return decision
         client.set_registered_model_alias(name, PREVIOUS, champion.version)
     client.set_registered_model_alias(name, CHAMPION, challenger.version)
-    decision.promoted, decision.champion_after = True, challenger.version
-    decision.reason = "first champion" if champion is None else "challenger passed the gate"
+    decision.promoted, decision.champion_after, decision.reason = True, challenger.version, reason
+    action = "override" if production.experiment else "promote"
+    audit.record(client, name, action, reason, before, challenger.version, production.override)
     return decision
 
 
-def rollback(client: MlflowClient, name: str) -> Decision:
+def rollback(client: MlflowClient, name: str, production: Context = PRODUCTION) -> Decision:
     """Make `previous` champion again; the replaced champion becomes `previous`."""
     previous, champion = get_alias(client, name, PREVIOUS), get_alias(client, name, CHAMPION)
     before = champion.version if champion else None
     if previous is None:
         return Decision(name, False, "no previous champion to roll back to", None, before, before)
+    if not production.may_move_production:
+        why = f"not rolled back: {production.experiment} (set registry.production.override)"
+        return Decision(name, False, why, None, before, before)
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     if champion is not None:
         client.set_registered_model_alias(name, PREVIOUS, champion.version)
-    return Decision(
-        name, True, f"rolled back to version {previous.version}", None, before, previous.version
-    )
+    reason = f"rolled back to version {previous.version}"
+    audit.record(client, name, "rollback", reason, before, previous.version, production.override)
+    return Decision(name, True, reason, None, before, previous.version)

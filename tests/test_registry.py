@@ -24,12 +24,14 @@ def client(tmp_path, mlflow_template, monkeypatch):
     return c
 
 
-def add_version(client, recall=0.82, deployed=0.6, quality=0.5, folds=5):
+def add_version(client, recall=0.82, deployed=0.6, quality=0.5, folds=5, n_val=400, n_photos=24):
     """A registered version whose tags carry val and deployed-path figures (the source is a
     placeholder); `quality` is what the fake paired comparison below reads."""
     tags = {
         "val_recall_angry_at_threshold": str(recall),
         "val_crossfit_folds": str(folds),
+        "val_n_angry": str(n_val),
+        "deployed_decide_n_angry": str(n_photos),
         "deployed_decide_recall_angry": str(deployed),
         "quality": str(quality),
         "test_precision_angry_at_threshold": "0.99",  # reported only: the gate never reads it
@@ -110,15 +112,21 @@ def test_recall_floor_and_deployed_floor(client):
     gate(client)
     low_recall = add_version(client, recall=0.70, quality=0.9)
     challenge(client, low_recall)
-    assert "val recall on angry 0.700 < 0.750" in gate(client).reason
+    assert "val recall on angry 0.700 (of 400 faces) is below 0.750 beyond noise" in (
+        gate(client).reason
+    )
     missed_on_camera = add_version(client, deployed=0.2, quality=0.9)
     challenge(client, missed_on_camera)
     decision = gate(client)
     assert not decision.promoted and "deployed-path recall on angry 0.200" in decision.reason
-    too_few_to_tell = add_version(client, quality=0.9, folds=0)
+    # 3 of 6 angry faces is no evidence of a recall below 0.75, nor 1 of 6 of one below 0.5
+    noisy = add_version(client, recall=0.5, n_val=6, deployed=1 / 6, n_photos=6, quality=0.9)
+    challenge(client, noisy)
+    assert gate(client).promoted and champion(client) == noisy
+    too_few_to_tell = add_version(client, quality=0.95, folds=0)
     challenge(client, too_few_to_tell)
     assert "val is too small" in gate(client).reason
-    assert champion(client) == v1
+    assert champion(client) == noisy
 
 
 def test_a_champion_cannot_be_replaced_without_a_comparison(client):

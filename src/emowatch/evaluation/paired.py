@@ -7,7 +7,9 @@ difference alone, much narrower than two separate intervals.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from statistics import NormalDist
 
 import numpy as np
 
@@ -42,6 +44,18 @@ def metrics_for(angry: int) -> dict[str, Metric]:
         "precision_angry_at_threshold": angry_precision(angry),
         "recall_angry_at_threshold": angry_recall(angry),
     }
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound at 0 or n successes, unlike the normal
+    approximation)."""
+    if n == 0:
+        return 0.0, 1.0
+    z = float(NormalDist().inv_cdf(0.5 + confidence / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compare(

@@ -78,6 +78,7 @@ def gate_of(cfg: DictConfig, dataset: str) -> registry.Gate:
         recall_tolerance=pcfg.recall_tolerance,
         deployed_recall_floor=pcfg.deployed_recall_floor[dataset],
         compare=tuple(pcfg.compare),
+        confidence=pcfg.confidence,
     )
 
 

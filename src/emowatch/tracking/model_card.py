@@ -5,9 +5,9 @@ must not be used, and why it was promoted. Markdown: the version's description i
 
 from __future__ import annotations
 
-import math
-
 from mlflow.entities.model_registry import ModelVersion
+
+from emowatch.evaluation.paired import wilson
 
 LIMITS = """\
 - Intended use: flagging customers who may be angry so that staff can step in early, with a
@@ -19,16 +19,6 @@ LIMITS = """\
 - Limits: a facial expression is not an emotion; posed and spontaneous faces differ; figures on
   one population need not hold on another (see the per-person deployed-path figures); faces the
   detector misses (small, turned, dark) are never classified."""
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _with_interval(p: float, n: int) -> str:

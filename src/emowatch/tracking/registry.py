@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from emowatch.errors import UnsafeModelError
+from emowatch.evaluation.paired import wilson
 from emowatch.tracking import audit
 from emowatch.tracking.production import Context
 
@@ -32,6 +33,7 @@ KEYS = (
     "accuracy_at_threshold",
 )
 DEPLOYED_KEYS = ("face_rate", "accuracy", "recall_angry", "precision_angry")
+DEPLOYED_COUNTS = ("n", "n_angry", "angry_caught")
 
 
 def version_key(candidate: Mapping) -> str:
@@ -59,6 +61,8 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
     for part in ("decide", "report"):
         found = m.get("deployed", {}).get(part, {})
         tags |= {f"deployed_{part}_{k}": f"{found[k]:.6f}" for k in DEPLOYED_KEYS if k in found}
+        tags |= {f"deployed_{part}_{k}": str(found[k]) for k in DEPLOYED_COUNTS if k in found}
+    tags |= {f"val_{k}": str(m["val"][k]) for k in ("n_angry",) if k in m["val"]}
     tags |= {
         "val_crossfit_folds": str(m["val"].get("crossfit", {}).get("folds", 0)),
         "threshold_angry": f"{m['threshold_angry']:.6f}",
@@ -143,6 +147,7 @@ class Gate:
     recall_tolerance: float  # cross-fitted val recall on angry >= target - tolerance
     deployed_recall_floor: float  # deployed-path angry recall on the people who may decide
     compare: tuple[str, ...] = ("precision_angry_at_threshold", "accuracy_at_threshold")
+    confidence: float = 0.95  # of the intervals the floors and the comparison read
 
 
 # compare(challenger, champion) -> {metric: paired result of challenger - champion on the same
@@ -168,30 +173,41 @@ def provenance_refusal(challenger: ModelVersion, production: Context) -> str | N
     return None
 
 
+def below_beyond_noise(recall: float, n_angry: int, floor: float, confidence: float) -> bool:
+    """The recall is below the floor beyond noise: even the upper end of its Wilson interval
+    (over `n_angry` faces) is. With few angry faces a point estimate proves little either way."""
+    return wilson(round(recall * n_angry), n_angry, confidence)[1] < floor
+
+
 def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
-    """The floors: cross-fitted val recall on angry, deployed-path recall on angry."""
+    """The floors, noise-aware: cross-fitted val recall on angry, deployed-path recall on angry;
+    a challenger is refused when a recall is below its floor beyond noise."""
     recall, deployed = (_tag(challenger, k) for k in FLOOR_TAGS)
+    counts = [challenger.tags.get(k) for k in ("val_n_angry", "deployed_decide_n_angry")]
     floor = gate.target_recall - gate.recall_tolerance
-    if recall is None or deployed is None or "val_crossfit_folds" not in challenger.tags:
+    if recall is None or deployed is None or None in counts:
         return (
             f"version {challenger.version} lacks cross-fitted val or deployed-path figures: "
             "re-run `dvc repro evaluate register`"
         )
-    if int(challenger.tags["val_crossfit_folds"]) < 2:
+    if int(challenger.tags.get("val_crossfit_folds", 0)) < 2:
         return (
             f"val is too small to measure challenger v{challenger.version}'s operating point "
             "honestly (cross-fitting needs angry faces of >= 2 people or >= 2 angry faces): "
             "add photos of more people"
         )
-    if recall < floor:
+    n_val, n_deployed = (int(c) for c in counts)
+    if below_beyond_noise(recall, n_val, floor, gate.confidence):
         return (
-            f"challenger's cross-fitted val recall on angry {recall:.3f} < {floor:.3f} "
-            f"(target {gate.target_recall} - tolerance {gate.recall_tolerance})"
+            f"challenger's cross-fitted val recall on angry {recall:.3f} (of {n_val} faces) is "
+            f"below {floor:.3f} beyond noise (target {gate.target_recall} - tolerance "
+            f"{gate.recall_tolerance})"
         )
-    if deployed < gate.deployed_recall_floor:
+    if below_beyond_noise(deployed, n_deployed, gate.deployed_recall_floor, gate.confidence):
         return (
-            f"challenger's deployed-path recall on angry {deployed:.3f} < floor "
-            f"{gate.deployed_recall_floor} (photos of the people who may decide)"
+            f"challenger's deployed-path recall on angry {deployed:.3f} (of {n_deployed} faces) "
+            f"is below the floor {gate.deployed_recall_floor} beyond noise (photos of the people "
+            "who may decide)"
         )
     return None
 

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
-from emowatch.files import write_json
+from emowatch.files import read_json, write_json
 
 
 class Outcome(IntEnum):
@@ -193,9 +193,9 @@ def promotions(cfg: DictConfig, root: Path) -> dict[str, Any]:
     """The promote stages' reports (the gate's reasons and compared metrics), if present."""
     out = {}
     for dataset in cfg.registry.names:
-        path = resolve_path(cfg.registry.dir, root) / f"{dataset}_promotion.json"
-        if path.is_file():
-            out[dataset] = json.loads(path.read_text())
+        found = read_json(resolve_path(cfg.registry.dir, root) / f"{dataset}_promotion.json")
+        if found is not None:
+            out[dataset] = found
     return out
 
 

@@ -25,7 +25,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.entities.model_registry import ModelVersion
 
 from emowatch.data.images import NOT_AN_IMAGE, load_gray
 from emowatch.deploy.classifier import FaceClassifier, to_gray
@@ -182,17 +181,6 @@ def load_classifier(uri: str) -> FaceClassifier:
         )
     artifacts = {k: local / v["path"] for k, v in conf["artifacts"].items()}
     return build_classifier(artifacts["network"], artifacts["weights"], dict(conf["config"]))
-
-
-def version_of(uri: str) -> ModelVersion:
-    """The registry version behind models:/name@alias or models:/name/version."""
-    client = mlflow.MlflowClient()
-    ref = uri.removeprefix("models:/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return client.get_model_version_by_alias(name, alias)
-    name, version = ref.rsplit("/", 1)
-    return client.get_model_version(name, version)
 
 
 def load_network(uri: str) -> torch.nn.Module:

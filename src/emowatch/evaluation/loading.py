@@ -21,7 +21,7 @@ NETWORKS = ("emowatch.models.nets.ConvNet", "emowatch.models.backbones.Backbone"
 
 
 def _targets(node: Any) -> list[str]:
-    """Every `_target_` (or `_partial_`/`_args_` call) anywhere in a config tree."""
+    """Every `_target_` anywhere in a config tree."""
     if isinstance(node, Mapping):
         found = [str(node["_target_"])] if "_target_" in node else []
         return found + [t for k, v in node.items() if k != "_target_" for t in _targets(v)]

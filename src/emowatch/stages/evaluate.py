@@ -106,10 +106,9 @@ def operating_point(
             "n_said_angry": int(np.sum(oof == angry)),
         }
     else:
-        at = {k: fitted[k] for k in fitted if k.endswith("_at_threshold") or k == "n_said_angry"}
+        at = {}  # nothing held out: the in-sample figures stand, flagged by `crossfit`
     return (
-        reports.split_metrics(probs, y, classes)
-        | {"threshold_angry": point.threshold, "n_angry": int(np.sum(y == angry))}
+        fitted
         | at
         | {
             "fitted": {k: fitted[k] for k in fitted if k.endswith("_at_threshold")},

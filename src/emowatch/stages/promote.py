@@ -7,6 +7,7 @@ comparison's intervals."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -20,9 +21,8 @@ from emowatch.data.datamodule import load_dataset
 from emowatch.deploy import pyfunc
 from emowatch.evaluation import crossfit, paired
 from emowatch.evaluation.predict import predict
-from emowatch.files import write_json
+from emowatch.files import read_json, write_json
 from emowatch.stages.evaluate import val_groups
-from emowatch.stages.report import read_json
 from emowatch.tracking import model_card, production, registry
 from emowatch.tracking.runs import stage_run
 
@@ -46,15 +46,16 @@ def comparer(cfg: DictConfig, dataset: str, root: Path | None) -> registry.Compa
     it is scored on); a paired bootstrap gives the interval of each metric's difference."""
     pcfg = cfg.registry.promotion
     folds_n, target = cfg.evaluate.crossfit_folds, cfg.evaluate.target_recall
+    groups = val_groups(cfg, dataset, root)
+    val_at = functools.cache(lambda size: load_dataset(at_size(cfg, dataset, size), dataset, root))
 
     def decisions(version: ModelVersion) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        size = int(json.loads(version.tags["input_shape"])[-1])
-        arrays = load_dataset(at_size(cfg, dataset, size), dataset, root)
+        arrays = val_at(int(json.loads(version.tags["input_shape"])[-1]))
         model = pyfunc.load_classifier(f"models:/{version.name}/{version.version}")
         probs = predict(model.net, arrays.x["val"], model.mean, model.std, model.spec["tta"])
         y = arrays.y["val"]
         angry = model.classes.index("angry")
-        parts = crossfit.folds(y == angry, val_groups(cfg, dataset, root), folds_n, cfg.seed)
+        parts = crossfit.folds(y == angry, groups, folds_n, cfg.seed)
         return y, crossfit.out_of_fold(probs, y, angry, target, parts), model.classes
 
     def compare(challenger: ModelVersion, champion: ModelVersion) -> dict[str, dict]:

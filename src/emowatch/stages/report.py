@@ -8,20 +8,16 @@ the promotion gate's decision with its paired comparison, and the data checks of
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
+from emowatch.files import read_json
 from emowatch.tracking.runs import stage_run
 
 STAGE = "report"
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

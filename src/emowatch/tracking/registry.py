@@ -62,7 +62,8 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         found = m.get("deployed", {}).get(part, {})
         tags |= {f"deployed_{part}_{k}": f"{found[k]:.6f}" for k in DEPLOYED_KEYS if k in found}
         tags |= {f"deployed_{part}_{k}": str(found[k]) for k in DEPLOYED_COUNTS if k in found}
-    tags |= {f"val_{k}": str(m["val"][k]) for k in ("n_angry",) if k in m["val"]}
+    if "n_angry" in m["val"]:
+        tags["val_n_angry"] = str(m["val"]["n_angry"])
     tags |= {
         "val_crossfit_folds": str(m["val"].get("crossfit", {}).get("folds", 0)),
         "threshold_angry": f"{m['threshold_angry']:.6f}",

@@ -67,6 +67,7 @@ run: install weights
 
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_near_duplicates.py
 	$(BIN)/python benchmarks/bench_crop.py
 	$(BIN)/python benchmarks/bench_watch.py
 	$(BIN)/python benchmarks/bench_train_loop.py

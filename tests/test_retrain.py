@@ -102,7 +102,7 @@ def test_report_markdown_says_what_changed_and_the_decision():
 def test_retrain_twice_end_to_end_on_the_tiny_profile(tmp_path):
     project = tiny_project(tmp_path / "shop")
     plan = emowatch(project, "retrain", "--dry-run", "--no-pull")
-    assert plan.returncode == 0, plan.stderr
+    assert plan.returncode == retrain.Outcome.WOULD_RUN == 12, plan.stderr
     assert "train@fer2013-vgg" in plan.stdout and "promote@photos" in plan.stdout
     assert not (project / "reports" / "retrain").exists()  # a dry run writes nothing
 

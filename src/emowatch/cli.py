@@ -332,7 +332,11 @@ def retrain(
     ] = False,
     pull: Annotated[
         bool | None,
-        typer.Option("--pull/--no-pull", help="dvc pull the data first [default: retrain.pull]."),
+        typer.Option(
+            "--pull/--no-pull",
+            help="dvc pull the data first [default: retrain.pull]; --no-pull: use the data "
+            "present.",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Re-run every stage even if nothing changed.")
@@ -342,9 +346,11 @@ def retrain(
 ) -> None:
     """Pull, reproduce and promote if anything changed: one idempotent command for schedulers.
 
-    Exit codes: 0 promoted (with --dry-run: work to do), 10 ran but kept the champion, 11
-    nothing to do, 1 failed, 75 another retrain is running. The report (data hash, changes,
-    champions before/after, the gate's reasons) goes to reports/retrain/ and to MLflow.
+    Exit codes: 0 promoted, 1 failed, 10 ran but kept the champion, 11 nothing to do, 12
+    (--dry-run) stages would run, 13 dvc pull failed, 75 another retrain is running, 130/143
+    stopped by SIGINT/SIGTERM (children stopped, MLflow runs KILLED). The report (data hash, new
+    photos, changes, champions before/after, the gate's reasons) goes to reports/retrain/ and
+    to MLflow.
     """
     from emowatch import retrain as retraining
 

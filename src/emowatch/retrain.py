@@ -1,11 +1,13 @@
 """`emowatch retrain`: one idempotent command for schedulers (cron, a systemd timer, CI).
 
-Takes a lock (a second retrain exits at once), brings the data (`dvc pull`, or the data present
-when the remote cannot be reached or the data has local changes), asks DVC what changed, runs
-`dvc repro` (or `dvc exp run --temp`, leaving the workspace alone), and reads the promotion
-gate's decision off the registry: the champion alias moved or it did not. A report (data hash,
-what changed, metrics against the champion, decision) goes to a JSON and a Markdown file and to
-an MLflow run. The exit code tells a scheduler what happened (`Outcome`).
+Takes a lock (a second retrain exits at once), brings the data (`dvc pull`; a failed pull fails
+the retrain unless stale data was asked for), asks DVC what changed, runs `dvc repro` (or
+`dvc exp run --temp`, leaving the workspace alone), and reads the promotion gate's decision off
+the registry: the champion alias moved or it did not. A report (data hash, new photos, what
+changed, metrics against the champion, decision) goes to a JSON and a Markdown file and to an
+MLflow run. The exit code tells a scheduler what happened (`Outcome`). SIGTERM or SIGINT stops
+the whole child process group, marks the reproduction's MLflow runs KILLED, releases the lock
+and exits 128 + the signal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,18 +28,30 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from emowatch import new_photos
 from emowatch.config import resolve_path
 from emowatch.files import read_json, write_json
+from emowatch.processes import Interrupted, run_group, signals_as_interrupted
+
+# How long a quick child (dvc status, dvc pull) gets to stop after SIGTERM before SIGKILL; the
+# pipeline itself gets retrain.stop_grace_s.
+GRACE_S = 10.0
 
 
 class Outcome(IntEnum):
-    """Exit codes of `emowatch retrain`."""
+    """Exit codes of `emowatch retrain` (130 / 143: stopped by SIGINT / SIGTERM)."""
 
-    PROMOTED = 0  # a new champion (or, with --dry-run: there is work to do)
-    FAILED = 1
+    PROMOTED = 0  # a new champion
+    FAILED = 1  # a stage failed, or the data could not be read: a person must look
     KEPT_CHAMPION = 10  # the pipeline ran; the champion stayed
-    NOTHING_TO_DO = 11  # data, code and params unchanged: nothing ran
+    NOTHING_TO_DO = 11  # data, code and params unchanged (or, with --if-drift, no drift)
+    WOULD_RUN = 12  # --dry-run: stages are out of date and would run
+    PULL_FAILED = 13  # `dvc pull` failed (the remote is unreachable?); nothing ran
     LOCKED = 75  # another retrain holds the lock (EX_TEMPFAIL: try again later)
+
+
+class PullFailed(Exception):
+    """`dvc pull` failed and stale data was not asked for."""
 
 
 class Locked(Exception):
@@ -77,16 +90,24 @@ def tool(name: str) -> str:
     return str(here) if here.exists() else (shutil.which(name) or name)
 
 
-def run(cmd: list[str], root: Path, env: dict[str, str] | None = None, quiet: bool = False):
-    """Run a command in the project root; its output streams through unless `quiet`."""
-    return subprocess.run(
-        cmd,
-        cwd=root,
-        env=env,
-        text=True,
-        capture_output=quiet,
-        check=False,
-    )
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of dvc and its stages: this venv's executables first on PATH (cron and
+    systemd start with a bare PATH, and the stages call `emowatch` and `python`)."""
+    env = dict(os.environ) | dict(extra or {})
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def run(
+    cmd: list[str],
+    root: Path,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+    grace_s: float = GRACE_S,
+):
+    """Run a command in the project root, in its own process group (stopped with us); its
+    output streams through unless `quiet`."""
+    return run_group(cmd, root, env or child_env(), grace_s, capture=quiet)
 
 
 @dataclass
@@ -99,6 +120,7 @@ class Report:
     outcome: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)
+    photos: dict[str, Any] = field(default_factory=dict)
     changes: dict[str, Any] = field(default_factory=dict)
     champions_before: dict[str, Any] = field(default_factory=dict)
     champions_after: dict[str, Any] = field(default_factory=dict)
@@ -131,28 +153,65 @@ def data_state(root: Path) -> dict[str, Any]:
         outs = yaml.safe_load(dvc_file.read_text()).get("outs", [])
         md5 = outs[0].get("md5") if outs else None
     status = run([tool("dvc"), "status", "--json", "data.dvc"], root, quiet=True)
-    changed = bool(status.returncode == 0 and json.loads(status.stdout or "{}"))
-    return {"data_dvc_md5": md5, "local_changes": changed}
+    found = json.loads(status.stdout or "{}") if status.returncode == 0 else {}
+    states = {
+        state
+        for entry in found.get("data.dvc", [])
+        if isinstance(entry, dict)
+        for state in entry.get("changed outs", {}).values()
+    }
+    # "modified"/"new": files a person put there, which a pull must not overwrite; "deleted" or
+    # "not in cache" (a fresh deployment): nothing to lose.
+    return {
+        "data_dvc_md5": md5,
+        "local_changes": bool(states & {"modified", "new"}),
+        "in_cache": "not in cache" not in states,
+    }
 
 
-def sync_data(root: Path, pull: bool, targets: list[str]) -> dict[str, Any]:
-    """`dvc pull` the raw data, unless it has local changes (new photos dropped in) or the remote
-    cannot be reached, in which case the data present is used; no data at all is a failure."""
+def sync_data(root: Path, pull: bool, targets: list[str], stale_ok: bool) -> dict[str, Any]:
+    """`dvc pull` the raw data, unless it has local changes (new photos dropped in), which a
+    pull would overwrite. A failed pull raises `PullFailed` unless `stale_ok` (then the data
+    present is used and the report says so); no data at all is a failure either way."""
     state = data_state(root)
     if not pull:
         state["source"] = "present (--no-pull)"
     elif state["local_changes"]:
         state["source"] = "present (local changes: not overwritten by a pull)"
     else:
-        out = run([tool("dvc"), "pull", *targets], root, quiet=True)
-        if out.returncode == 0:
+        # fetch, then checkout only what arrived: a failed `dvc pull` can empty data/, and
+        # `dvc fetch` exits 0 when the remote lacks the files (it only warns).
+        problem = fetch_and_checkout(root, targets)
+        if problem is None:
             state["source"] = "pulled"
+        elif stale_ok:
+            state["source"] = f"present ({problem}; retrain.stale_data_ok)"
         else:
-            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or [""]
-            state["source"] = f"present (dvc pull failed: {tail[0]})"
+            raise PullFailed(
+                f"{problem}. Check the DVC remote (`dvc remote list`), or retrain on the data "
+                "present with --no-pull or retrain.stale_data_ok=true"
+            )
     if not (root / "data").is_dir() or not any((root / "data").iterdir()):
-        raise RuntimeError("no data: `dvc pull data.dvc` failed and data/ is empty")
+        raise RuntimeError("no data: data/ is missing or empty (`dvc pull data.dvc`)")
     return state | {"after": data_state(root)}
+
+
+def fetch_and_checkout(root: Path, targets: list[str]) -> str | None:
+    """`dvc fetch`, then `dvc checkout` once the files are in the cache; None when it worked,
+    else what went wrong (the workspace is left as it was when the fetch failed)."""
+    names = " ".join(targets)
+
+    def said(out) -> str:
+        lines = ((out.stderr or "") + (out.stdout or "")).strip().splitlines() or [""]
+        return next((x for x in lines if x.startswith(("ERROR", "WARNING"))), lines[-1])
+
+    out = run([tool("dvc"), "fetch", *targets], root, quiet=True)
+    if out.returncode != 0:
+        return f"dvc fetch {names} failed: {said(out)}"
+    if not data_state(root)["in_cache"]:
+        return f"dvc fetch {names} brought nothing: the remote lacks the files ({said(out)})"
+    out = run([tool("dvc"), "checkout", *targets], root, quiet=True)
+    return None if out.returncode == 0 else f"dvc checkout {names} failed: {said(out)}"
 
 
 def pipeline_changes(root: Path) -> dict[str, Any]:
@@ -209,6 +268,7 @@ def markdown(report: Report) -> str:
         f"{len(r.code.get('git_dirty_files', []))} uncommitted file(s)",
         f"- data: data.dvc md5 {r.data.get('data_dvc_md5')}, {r.data.get('source')}",
         "",
+        *new_photos.markdown(r.photos),
         "## What changed",
         "",
     ]
@@ -289,25 +349,35 @@ def main(
     experiment: bool = False,
     pull: bool | None = None,
     force: bool = False,
-) -> Outcome:
-    """Retrain if anything changed; returns the outcome (the command's exit code)."""
+) -> int:
+    """Retrain if anything changed; returns the exit code (an `Outcome`, or 128 + the signal
+    that stopped it)."""
     rcfg = cfg.retrain
     pull = rcfg.pull if pull is None else pull
     try:
-        with retrain_lock(resolve_path(rcfg.lock_file, root)):
+        with signals_as_interrupted(), retrain_lock(resolve_path(rcfg.lock_file, root)):
             return _retrain(cfg, root, dry_run, experiment, pull, force)
     except Locked as err:
         print(f"emowatch retrain: {err}", file=sys.stderr)
         return Outcome.LOCKED
+    except Interrupted as err:  # arrived outside the pipeline run (the lock is released)
+        print(f"emowatch retrain: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 def _retrain(
     cfg: DictConfig, root: Path, dry_run: bool, experiment: bool, pull: bool, force: bool
-) -> Outcome:
+) -> int:
     report = Report(mode="dvc experiment (--temp)" if experiment else "workspace")
     report.code = code_state(root)
+    pipeline_id = os.environ.get(
+        "EMOWATCH_PIPELINE_ID", f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    )
     try:
-        report.data = sync_data(root, pull and not dry_run, list(cfg.retrain.pull_targets))
+        rcfg = cfg.retrain
+        report.data = sync_data(
+            root, pull and not dry_run, list(rcfg.pull_targets), bool(rcfg.stale_data_ok)
+        )
         report.changes = pipeline_changes(root)
         report.champions_before = champions(cfg, root)
         if not report.changes and not force:
@@ -319,31 +389,20 @@ def _retrain(
             print("emowatch retrain --dry-run: these stages would run:")
             for stage in report.changes or ["(all, --force)"]:
                 print(f"  {stage}")
-            return Outcome.PROMOTED
-        env = dict(os.environ)
-        env.setdefault(
-            "EMOWATCH_PIPELINE_ID", f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        )
-        if experiment:
-            from emowatch.tracking.runs import tracking_uri
-
-            # The temporary copy has no mlflow.db: log and register in this project's store.
-            env["MLFLOW_TRACKING_URI"] = tracking_uri(cfg, root)
-            cmd = [tool("dvc"), "exp", "run", "--temp", "--name", env["EMOWATCH_PIPELINE_ID"]]
-        else:
-            cmd = [tool("dvc"), "repro", *(["--force"] if force else [])]
-        done = run(cmd, root, env)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[1:])} failed with exit code {done.returncode}")
-        report.champions_after = champions(cfg, root)
-        report.promotion = {} if experiment else promotions(cfg, root)
-        moved = any(
-            (report.champions_after.get(d) or {}).get("version")
-            != (report.champions_before.get(d) or {}).get("version")
-            for d in report.champions_after
-        )
-        report.outcome = "promoted" if moved else "kept champion"
-        return Outcome.PROMOTED if moved else Outcome.KEPT_CHAMPION
+            return Outcome.WOULD_RUN
+        photos_before = new_photos.snapshot(cfg, root)
+        reproduce(cfg, root, pipeline_id, experiment, force)
+        report.photos = new_photos.changes(photos_before, new_photos.snapshot(cfg, root))
+        return decide(cfg, root, report, experiment)
+    except Interrupted as err:
+        killed = close_runs(cfg, root, pipeline_id)
+        report.outcome, report.error = "interrupted", f"{err}; MLflow runs marked KILLED: {killed}"
+        print(f"emowatch retrain: {report.error}", file=sys.stderr)
+        return err.exit_code
+    except PullFailed as err:
+        report.outcome, report.error = "pull failed", str(err)
+        print(f"emowatch retrain: {err}", file=sys.stderr)
+        return Outcome.PULL_FAILED
     except Exception as err:  # the report says what failed; the exit code says it failed
         report.outcome, report.error = "failed", f"{type(err).__name__}: {err}"
         print(f"emowatch retrain: {report.error}", file=sys.stderr)
@@ -353,3 +412,42 @@ def _retrain(
         if report.outcome and not dry_run:
             _, md_path = write_report(cfg, report, root)
             print(f"emowatch retrain: {report.outcome}; report {md_path}")
+
+
+def reproduce(cfg: DictConfig, root: Path, pipeline_id: str, experiment: bool, force: bool):
+    """`dvc repro` (or `dvc exp run --temp`) in its own process group; raises when it fails."""
+    env = child_env({"EMOWATCH_PIPELINE_ID": pipeline_id})
+    if experiment:
+        from emowatch.tracking.runs import tracking_uri
+
+        # The temporary copy has no mlflow.db: log and register in this project's store.
+        env["MLFLOW_TRACKING_URI"] = tracking_uri(cfg, root)
+        cmd = [tool("dvc"), "exp", "run", "--temp", "--name", pipeline_id]
+    else:
+        cmd = [tool("dvc"), "repro", *(["--force"] if force else [])]
+    done = run(cmd, root, env, grace_s=float(cfg.retrain.stop_grace_s))
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed with exit code {done.returncode}")
+
+
+def decide(cfg: DictConfig, root: Path, report: Report, experiment: bool) -> Outcome:
+    """Read the gate's decision off the registry: did a champion alias move?"""
+    report.champions_after = champions(cfg, root)
+    report.promotion = {} if experiment else promotions(cfg, root)
+    moved = any(
+        (report.champions_after.get(d) or {}).get("version")
+        != (report.champions_before.get(d) or {}).get("version")
+        for d in report.champions_after
+    )
+    report.outcome = "promoted" if moved else "kept champion"
+    return Outcome.PROMOTED if moved else Outcome.KEPT_CHAMPION
+
+
+def close_runs(cfg: DictConfig, root: Path, pipeline_id: str) -> list[str]:
+    """The stopped reproduction's MLflow runs that are still RUNNING, marked KILLED."""
+    from emowatch.tracking.runs import close_pipeline_runs
+
+    try:
+        return close_pipeline_runs(cfg, pipeline_id, root)
+    except Exception as err:  # the store may be what failed; the report says so
+        return [f"(could not close: {type(err).__name__}: {err})"]

@@ -144,6 +144,24 @@ def close_orphaned_runs(experiment_id: str, stage: str) -> list[str]:
     return closed
 
 
+def close_pipeline_runs(cfg: DictConfig, pipeline_id: str, root: Path | None = None) -> list[str]:
+    """Mark KILLED the runs of one reproduction (`pipeline_id`) still RUNNING: after a stopped
+    retrain has killed its children, none of them can close its own run any more."""
+    client = MlflowClient(tracking_uri(cfg, root))
+    experiment = client.get_experiment_by_name(str(cfg.tracking.experiment))
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"attributes.status = 'RUNNING' and tags.`{TAG_PIPELINE}` = '{pipeline_id}'"
+        ),
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_id for run in runs]
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM (what `kill` and schedulers send) into KeyboardInterrupt while inside."""

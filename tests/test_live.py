@@ -218,6 +218,8 @@ def test_live_page_shows_alert_and_records_acknowledgement_in_chromium(trained, 
         f"paths.reports_dir={tmp_path / 'reports'}",
         f"tracking.db={tmp_path / 'mlflow.db'}",
         f"tracking.artifacts_dir={tmp_path / 'mlartifacts'}",
+        "deploy.watch.feedback.save_faces=true",  # this site keeps marked faces for training
+        f"deploy.watch.feedback.dir={tmp_path / 'pending'}",
     ]
     env = dict(os.environ, EMOWATCH_TOKEN="desk-42")
     cmd = [
@@ -245,6 +247,11 @@ def test_live_page_shows_alert_and_records_acknowledgement_in_chromium(trained, 
         button.click()
         done = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#alerts .ack-done")))
         assert "acknowledged by Ana" in done.text
+        driver.find_element(By.CSS_SELECTOR, "#alerts button.mark-angry").click()
+        said = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#alerts .feedback-done"))
+        )
+        assert "marked confirmed angry by Ana" in said.text
         wait.until(ec.text_to_be_present_in_element((By.ID, "source"), "ended"))
         assert "The source has ended" in driver.find_element(By.ID, "notice").text
         frame_ok = driver.execute_script(
@@ -260,8 +267,21 @@ def test_live_page_shows_alert_and_records_acknowledgement_in_chromium(trained, 
     assert proc.returncode == 0, err
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     kinds = [e["event"] for e in logged]
-    assert kinds == ["alert", "alert_acknowledged"]
+    assert kinds == ["alert", "alert_acknowledged", "alert_feedback"]
     assert logged[1]["alert_id"] == logged[0]["alert_id"] and logged[1]["by"] == "Ana"
+    assert logged[2]["label"] == "angry" and logged[2]["face_saved"] is True
+    # The marked face reaches data/photos/angry/ through review and import.
+    alert_id = logged[0]["alert_id"]
+    opts = ["-o", f"deploy.watch.feedback.dir={tmp_path / 'pending'}"]
+    opts += ["-o", f"paths.data_dir={tmp_path / 'data'}"]
+    for step in (["accept", alert_id, *opts], ["import", *opts[1::2]]):
+        done = subprocess.run(
+            [sys.executable, "-m", "emowatch.cli", "feedback", *step],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    imported = list((tmp_path / "data/photos/angry").glob(f"FB*.AN1.{alert_id}.png"))
+    assert len(imported) == 1 and not any((tmp_path / "pending").iterdir())
     printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(e["event"] == "alert_acknowledged" for e in printed)
     assert printed[-1]["event"] == "summary" and printed[-1]["alerts"] == 1

@@ -35,10 +35,11 @@ def emowatch(project: Path, *args: str, timeout: int = 900) -> subprocess.Comple
     )
 
 
-def tiny_project(root: Path) -> Path:
+def tiny_project(root: Path, remote: Path | None = None) -> Path:
     """A git + DVC checkout of this project (conf/, dvc.yaml, src/ as stage deps) on the tiny
     profile, with a tiny FER2013 CSV and photos of 10 people x 4 expressions (as many people as
-    JAFFE: val and test get 2 each, so the operating point can be cross-fitted by person)."""
+    JAFFE: val and test get 2 each, so the operating point can be cross-fitted by person).
+    With `remote`, data/ is tracked by data.dvc and pushed there."""
     for name in ("conf", "src"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
@@ -50,21 +51,39 @@ def tiny_project(root: Path) -> Path:
     with gzip.open(root / "data" / "fer2013" / "fer2013.csv.gz", "wb") as f:
         f.write(csv.read_bytes())
     csv.unlink()
-    gray = np.asarray(Image.fromarray(astronaut_rgb()).convert("L"), np.int16)
     for s, subject in enumerate(("AA", "BB", "CC", "DD", "EE", "FF", "GG", "HH", "II", "JJ")):
-        for c, (cls, code) in enumerate(
-            (("angry", "AN"), ("happy", "HA"), ("neutral", "NE"), ("sad", "SA"))
-        ):
-            face = np.clip(gray + 4 * s - 4 * c, 0, 255).astype(np.uint8)
-            path = root / "data" / "photos" / cls / f"{subject}.{code}1.{s * 4 + c}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(face).save(path)
+        add_person(root, subject, s)
     for cmd in (["git", "init", "-q", "-b", "main"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=root, check=True)
+    if remote is not None:  # the data tracked by data.dvc and pushed, as a shop would keep it
+        dvc(root, "remote", "add", "-d", "shop", str(remote))
+        dvc(root, "add", "-q", "data")
+        dvc(root, "push", "-q")
     assert emowatch(root, "params").returncode == 0
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "a shop's emowatch")  # a clean checkout on main: production
     return root
+
+
+def dvc(root: Path, *args: str) -> None:
+    subprocess.run([str(BIN / "dvc"), *args], cwd=root, check=True)
+
+
+def add_person(root: Path, subject: str, s: int) -> list[str]:
+    """Four photos of one person (the astronaut, a little brighter per person and class) under
+    data/photos/<class>/; returns their paths relative to data/photos."""
+    gray = np.asarray(Image.fromarray(astronaut_rgb()).convert("L"), np.int16)
+    added = []
+    for c, (cls, code) in enumerate(
+        (("angry", "AN"), ("happy", "HA"), ("neutral", "NE"), ("sad", "SA"))
+    ):
+        face = np.clip(gray + 4 * s - 4 * c, 0, 255).astype(np.uint8)
+        rel = f"{cls}/{subject}.{code}1.{s * 4 + c}.png"
+        path = root / "data" / "photos" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face).save(path)
+        added.append(rel)
+    return added
 
 
 def git(root: Path, *args: str) -> None:
@@ -144,3 +163,67 @@ def test_retrain_twice_end_to_end_on_the_tiny_profile(tmp_path):
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert challenger.tags["experiment"].startswith("inside `dvc exp run`")
     assert challenger.tags["tta"] == "none"
+
+
+def commit_person_and_gate(project: Path, subject: str, s: int, gate: dict[str, str]) -> list[str]:
+    """A new person's photos committed with DVC (dvc add, dvc push, git commit), and the tiny
+    profile's gate set as `gate` says (old text -> new text), committed with them."""
+    added = add_person(project, subject, s)
+    tiny = project / "conf" / "profile" / "tiny.yaml"
+    text = tiny.read_text()
+    for old, new in gate.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    tiny.write_text(text)
+    assert emowatch(project, "params").returncode == 0
+    dvc(project, "add", "-q", "data")
+    dvc(project, "push", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", f"photos of {subject}; the gate")
+    return added
+
+
+@pytest.mark.slow
+def test_a_new_person_end_to_end_with_exact_exit_codes(tmp_path):
+    """The business's scenario: photos of a new person arrive, committed with DVC; retrain
+    crops them, retrains and re-evaluates the photo models, lists the new files and the gate's
+    decision. A gate the challenger passes by construction promotes it (0), a floor no model can
+    reach refuses the next one (10), and a run with nothing new does nothing (11)."""
+    project = tiny_project(tmp_path / "shop", remote=tmp_path / "remote")
+    first = emowatch(project, "retrain")
+    assert first.returncode == retrain.Outcome.PROMOTED, first.stdout[-3000:] + first.stderr
+    report = json.loads((project / "reports/retrain/latest.json").read_text())
+    assert report["data"]["source"] == "pulled" and report["photos"]["first_run"]
+    before = report["champions_after"]["photos"]["version"]
+
+    # 1. Kim's photos; the gate: floors off (tiny), no comparison with the champion.
+    kim = commit_person_and_gate(
+        project, "KK", 10, {"  promotion:\n": "  promotion:\n    compare: []\n"}
+    )
+    better = emowatch(project, "retrain")
+    assert better.returncode == retrain.Outcome.PROMOTED, better.stdout[-3000:] + better.stderr
+    report = json.loads((project / "reports/retrain/latest.json").read_text())
+    assert [a["file"] for a in report["photos"]["added"]] == sorted(kim)
+    assert {a["status"] for a in report["photos"]["added"]} == {"ok"}
+    assert len({a["split"] for a in report["photos"]["added"]}) == 1  # one person, one split
+    assert "crop_faces" in report["changes"] and "train@photos-cnn1" in report["changes"]
+    assert report["promotion"]["photos"]["promoted"] is True
+    assert report["champions_after"]["photos"]["version"] > before
+    text = (project / "reports/retrain/latest.md").read_text()
+    assert "4 new: ok 4" in text and kim[0] in text and "## Promotion gate" in text
+
+    # 2. Lee's photos; the gate: a deployed-path floor above 1 (no model can reach it).
+    champion = report["champions_after"]
+    worse = {"photos: 0.0}": "photos: 1.01}", "fer2013: 0.0,": "fer2013: 1.01,"}
+    lee = commit_person_and_gate(project, "LL", 11, worse)
+    refused = emowatch(project, "retrain")
+    assert refused.returncode == retrain.Outcome.KEPT_CHAMPION, refused.stdout[-3000:]
+    report = json.loads((project / "reports/retrain/latest.json").read_text())
+    assert [a["file"] for a in report["photos"]["added"]] == sorted(lee)
+    assert report["promotion"]["photos"]["promoted"] is False
+    assert "below the floor 1.01" in report["promotion"]["photos"]["reason"]
+    assert report["champions_after"] == champion
+
+    # 3. Nothing new.
+    again = emowatch(project, "retrain")
+    assert again.returncode == retrain.Outcome.NOTHING_TO_DO, again.stdout[-3000:]

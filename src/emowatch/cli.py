@@ -359,6 +359,107 @@ def retrain(
     raise typer.Exit(int(outcome))
 
 
+feedback_app = typer.Typer(
+    help="Staff feedback from the live page: review the kept faces, accept or decline them, "
+    "import the accepted ones into data/photos/<class>/ for the next retrain.",
+    no_args_is_help=True,
+)
+app.add_typer(feedback_app, name="feedback")
+IdsArg = Annotated[list[str], typer.Argument(help="Alert ids (from `emowatch feedback review`).")]
+OverrideOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override", "-o", help="A Hydra override (repeatable), e.g. -o paths.data_dir=..."
+    ),
+]
+
+
+def _feedback(params_file: Path | None, overrides: list[str] | None):
+    from emowatch.deploy.feedback import FeedbackStore
+
+    cfg = _load(params_file, overrides)
+    fcfg = cfg.deploy.watch.feedback
+    root = config.find_root()
+    return cfg, root, FeedbackStore(config.resolve_path(fcfg.dir, root), float(fcfg.keep_days))
+
+
+def _decide(ids, accept: bool, cls: str | None, params_file, overrides) -> int:
+    from emowatch.deploy.feedback import FeedbackError
+
+    cfg, _, store = _feedback(params_file, overrides)
+    try:
+        return store.decide(ids, accept, cls, list(cfg.data.photos.classes))
+    except FeedbackError as err:
+        _fail(str(err))
+    return 0
+
+
+@feedback_app.command("review")
+def feedback_review(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """List the kept faces of marked alerts (expired ones are deleted first)."""
+    import datetime as dt
+
+    _, _, store = _feedback(params_file, overrides)
+    expired = store.expire()
+    if expired:
+        typer.echo(f"deleted {len(expired)} face(s) kept longer than {store.keep_days:g} days")
+    items = store.items()
+    if not items:
+        typer.echo(f"no feedback faces in {store.folder}")
+    for m in items:
+        when = dt.datetime.fromtimestamp(m["marked_at"], dt.UTC).isoformat(timespec="seconds")
+        target = f" -> {m['class']}" if m["status"] == "accepted" else ""
+        typer.echo(
+            f"{m['alert_id']}  {m['status']}{target}  marked {m['label']} by {m['by']} at "
+            f"{when}  camera {m['camera']}  {store.folder / (m['alert_id'] + '.png')}"
+        )
+
+
+@feedback_app.command("accept")
+def feedback_accept(
+    ids: IdsArg,
+    as_class: Annotated[
+        str | None,
+        typer.Option("--as", help="The class the face shows (needed for a 'not angry' mark)."),
+    ] = None,
+    overrides: OverrideOpt = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Accept faces for training (a 'confirmed angry' one goes to angry unless --as says)."""
+    n = _decide(ids, True, as_class, params_file, overrides)
+    typer.echo(f"accepted {n}; `emowatch feedback import` moves them into the photos")
+
+
+@feedback_app.command("decline")
+def feedback_decline(
+    ids: IdsArg, overrides: OverrideOpt = None, params_file: ParamsOpt = None
+) -> None:
+    """Decline faces: deleted at the next import."""
+    n = _decide(ids, False, None, params_file, overrides)
+    typer.echo(f"declined {n}; they are deleted at the next `emowatch feedback import`")
+
+
+@feedback_app.command("import")
+def feedback_import(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Move the accepted faces into data/photos/<class>/ and delete the declined and expired."""
+    cfg, root, store = _feedback(params_file, overrides)
+    expired = store.expire()
+    done = store.import_into(
+        config.resolve_path(cfg.data.photos.root, root),
+        str(cfg.deploy.watch.feedback.subject_prefix),
+    )
+    for path in done["imported"]:
+        typer.echo(f"imported {path}")
+    typer.echo(
+        f"imported {len(done['imported'])}, deleted {done['deleted_declined']} declined and "
+        f"{len(expired)} expired; {len(store.items())} still pending"
+    )
+    if done["imported"]:
+        typer.echo(
+            "next: dvc add data && git commit data.dvc -m 'feedback photos' && emowatch retrain"
+        )
+
+
 @app.command()
 def history(
     dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOpt = None

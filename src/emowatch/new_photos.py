@@ -37,14 +37,18 @@ def snapshot(cfg: DictConfig, root: Path) -> dict[str, dict[str, Any]] | None:
 
 
 def changes(
-    before: dict[str, dict[str, Any]] | None, after: dict[str, dict[str, Any]] | None
+    before: dict[str, dict[str, Any]] | None,
+    after: dict[str, dict[str, Any]] | None,
+    feedback_prefix: str = "FB",
 ) -> dict[str, Any]:
-    """The files added and removed between two snapshots (a first run: every file is new)."""
+    """The files added and removed between two snapshots (a first run: every file is new), and
+    how many of the new ones came from staff feedback (`emowatch feedback import`)."""
     old, new = before or {}, after or {}
     added = [{"file": f, **new[f]} for f in sorted(set(new) - set(old))]
     return {
         "first_run": before is None,
         "added": added,
+        "from_feedback": sum(Path(a["file"]).name.startswith(feedback_prefix) for a in added),
         "removed": sorted(set(old) - set(new)),
         "added_by_status": _count(a["status"] for a in added),
         "added_by_split": _count(str(a["split"]) for a in added),
@@ -70,7 +74,9 @@ def markdown(found: dict[str, Any], limit: int = 40) -> list[str]:
     if added:
         splits = ", ".join(f"{k} {v}" for k, v in sorted(found["added_by_split"].items()))
         status = ", ".join(f"{k} {v}" for k, v in sorted(found["added_by_status"].items()))
-        lines += [f"{len(added)} new: {status}; went to {splits}", ""]
+        staff = found.get("from_feedback", 0)
+        origin = f" ({staff} from staff feedback)" if staff else ""
+        lines += [f"{len(added)} new{origin}: {status}; went to {splits}", ""]
         lines += ["| file | status | split |", "|---|---|---|"]
         lines += [f"| {a['file']} | {a['status']} | {a['split'] or '-'} |" for a in added[:limit]]
         if len(added) > limit:

@@ -392,7 +392,11 @@ def _retrain(
             return Outcome.WOULD_RUN
         photos_before = new_photos.snapshot(cfg, root)
         reproduce(cfg, root, pipeline_id, experiment, force)
-        report.photos = new_photos.changes(photos_before, new_photos.snapshot(cfg, root))
+        report.photos = new_photos.changes(
+            photos_before,
+            new_photos.snapshot(cfg, root),
+            str(cfg.deploy.watch.feedback.subject_prefix),
+        )
         return decide(cfg, root, report, experiment)
     except Interrupted as err:
         killed = close_runs(cfg, root, pipeline_id)

@@ -2,7 +2,9 @@
 
 The loop hands each annotated frame, the tracked faces and the alerts to `LiveState`; the
 server reads it. Privacy: only the latest frame is kept (as JPEG, replaced by the next one), and
-nothing but alert and acknowledgement events reaches a file.
+nothing but alert, acknowledgement and feedback events reaches a file. With
+feedback.save_faces, the faces of listed alerts are held in memory; one reaches the disk only
+when staff mark its alert (deploy/feedback.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FacePrediction
+from emowatch.deploy.feedback import LABELS as FEEDBACK_LABELS
 from emowatch.deploy.tracker import Track
 
 
@@ -43,6 +46,7 @@ class LiveState:
         self.last_frame_at: float | None = None
         self.status, self.detail = "starting", ""
         self.alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self.faces_held: dict[str, np.ndarray] = {}
         self.closed = False
 
     # The watch loop's side.
@@ -78,14 +82,50 @@ class LiveState:
 
     def add_alert(self, event: dict[str, Any]) -> None:
         with self.cond:
-            self.alerts.appendleft(dict(event, acknowledged=None))
+            self.alerts.appendleft(dict(event, acknowledged=None, feedback=None))
+
+    def hold_face(self, alert_id: str, face: np.ndarray) -> None:
+        """Keep an alert's face in memory (only where feedback.save_faces), for as long as the
+        alert is listed, so that staff feedback can keep it; nothing is written here."""
+        with self.cond:
+            self.faces_held[alert_id] = face
+            listed = {a.get("alert_id") for a in self.alerts}
+            for old in [k for k in self.faces_held if k not in listed and k != alert_id]:
+                del self.faces_held[old]
+
+    def mark(
+        self, alert_id: str, label: str, by: str
+    ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray | None]:
+        """Staff say whether an alert was right (`angry` / `not_angry`), once per alert;
+        returns (the feedback event, the alert, its held face or None)."""
+        if label not in FEEDBACK_LABELS:
+            raise AckError(f"label must be one of {', '.join(FEEDBACK_LABELS)}", 422)
+        with self.cond:
+            alert = self._listed(alert_id)
+            if alert.get("feedback"):
+                raise AckError(f"alert {alert_id!r} already has feedback", 409)
+            event = {
+                "event": "alert_feedback",
+                "time": now_iso(),
+                "alert_id": alert_id,
+                "alert_time": alert.get("time"),
+                "label": label,
+                "by": by[:80] or "staff",
+            }
+            alert["feedback"] = {"label": label, "by": event["by"], "time": event["time"]}
+            return event, dict(alert), self.faces_held.pop(alert_id, None)
+
+    def _listed(self, alert_id: str) -> dict[str, Any]:
+        """The listed alert (404 when it is not); call with the lock held."""
+        alert = next((a for a in self.alerts if a.get("alert_id") == alert_id), None)
+        if alert is None:
+            raise AckError(f"no alert {alert_id!r}", 404)
+        return alert
 
     def acknowledge(self, alert_id: str, by: str) -> dict[str, Any]:
         """Mark an alert acknowledged; returns the acknowledgement event to log and send."""
         with self.cond:
-            alert = next((a for a in self.alerts if a.get("alert_id") == alert_id), None)
-            if alert is None:
-                raise AckError(f"no alert {alert_id!r}", 404)
+            alert = self._listed(alert_id)
             if alert["acknowledged"]:
                 raise AckError(f"alert {alert_id!r} is already acknowledged", 409)
             event = {
@@ -113,7 +153,11 @@ class LiveState:
                 bad += 1
                 continue
             if event.get("event") == "alert" and event.get("alert_id"):
-                alerts[event["alert_id"]] = dict(event, acknowledged=None)
+                alerts[event["alert_id"]] = dict(event, acknowledged=None, feedback=None)
+            elif event.get("event") == "alert_feedback" and event.get("alert_id") in alerts:
+                alerts[event["alert_id"]]["feedback"] = {
+                    k: event.get(k) for k in ("label", "by", "time")
+                }
             elif event.get("event") == "alert_acknowledged" and event.get("alert_id") in alerts:
                 alerts[event["alert_id"]]["acknowledged"] = {
                     "time": event.get("time"),

@@ -2,8 +2,9 @@
 
 Routes: `/` the page (static HTML/JS), `/stream.mjpg` the annotated video (MJPEG), `/api/state`
 the source status, faces and alert log, `POST /api/alerts/{id}/ack` an acknowledgement,
-`/healthz`. With a token, every route but `/healthz` needs it: `?token=` (the page then sets a
-cookie), an `Authorization: Bearer` header, or that cookie.
+`POST /api/alerts/{id}/feedback` staff feedback ({"label": "angry" | "not_angry"}), `/healthz`.
+With a token, every route but `/healthz` needs it: `?token=` (the page then sets a cookie), an
+`Authorization: Bearer` header, or that cookie.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.deploy.alerts import Fanout, FileSink, Sink
+from emowatch.deploy.feedback import FeedbackStore
 from emowatch.deploy.live import AckError, LiveSink, LiveState
 
 COOKIE = "emowatch_token"
@@ -77,8 +79,10 @@ def create_app(
     on_ack: Callable[[dict[str, Any]], None],
     token: str | None = None,
     resend_s: float = 1.0,
+    on_feedback: Callable[[str, str, str], dict[str, Any]] | None = None,
 ) -> FastAPI:
-    """The page's app over `state`; `on_ack` logs and forwards each acknowledgement."""
+    """The page's app over `state`; `on_ack` logs and forwards each acknowledgement,
+    `on_feedback(alert_id, label, by)` takes staff feedback (default: `state.mark` only)."""
     app = FastAPI(title="emowatch live", docs_url=None, redoc_url=None, openapi_url=None)
     html = page_html()
 
@@ -124,6 +128,16 @@ def create_app(
             raise HTTPException(err.status, str(err)) from err
         on_ack(event)
         return event
+
+    @app.post("/api/alerts/{alert_id}/feedback")
+    def feedback(alert_id: str, body: dict[str, Any] = Body(default={})) -> dict[str, Any]:  # noqa: B008
+        label, by = str(body.get("label") or ""), str(body.get("by") or "staff")
+        try:
+            if on_feedback is None:
+                return state.mark(alert_id, label, by)[0]
+            return on_feedback(alert_id, label, by)
+        except AckError as err:
+            raise HTTPException(err.status, str(err)) from err
 
     @app.get("/stream.mjpg")
     async def stream() -> StreamingResponse:
@@ -203,6 +217,8 @@ class LivePage:
         events: Sink,
         alert_sinks: Fanout,
         root: Path | None = None,
+        feedback_store: FeedbackStore | None = None,
+        camera: str = "camera",
     ) -> None:
         host = options.host or scfg.host
         port = scfg.port if options.port is None else options.port
@@ -213,7 +229,15 @@ class LivePage:
         restored = self.state.restore(self.alert_log, scfg.max_alerts)
         alert_sinks.sinks += [FileSink(self.alert_log), LiveSink(self.state)]
         self.events, self.alert_sinks = events, alert_sinks
-        app = create_app(self.state, self.acknowledged, token)
+        self.feedback_store, self.camera = feedback_store, camera
+        if feedback_store is not None:
+            expired = feedback_store.expire()
+            print(
+                f"feedback: faces of marked alerts are kept in {feedback_store.folder} for "
+                f"{feedback_store.keep_days:g} days ({len(expired)} expired ones deleted)",
+                file=sys.stderr,
+            )
+        app = create_app(self.state, self.acknowledged, token, on_feedback=self.feedback)
         self.server = LiveServer(app, host, port)
         self.server.start()
         shown = self.server.url + ("?token=<token>" if token else "")
@@ -225,6 +249,17 @@ class LivePage:
     def acknowledged(self, event: dict[str, Any]) -> None:
         self.events.send(event)
         self.alert_sinks.send(event)
+
+    def feedback(self, alert_id: str, label: str, by: str) -> dict[str, Any]:
+        """Staff feedback on an alert: logged and sent like an acknowledgement; with a feedback
+        store, the alert's face is kept for review (`emowatch feedback review`)."""
+        event, alert, face = self.state.mark(alert_id, label, by)
+        event["face_saved"] = False
+        if self.feedback_store is not None and face is not None:
+            self.feedback_store.save(alert, face, label, event["by"], self.camera)
+            event["face_saved"] = True
+        self.acknowledged(event)
+        return event
 
     def wait(self) -> None:
         """Keep the page up after the source ended, until Ctrl-C or SIGTERM."""

@@ -6,7 +6,8 @@ JSON-line events: track_started, emotion_changed (the most frequent emotion of t
 n frames changed), track_ended, alert (angry in k of the last n classified frames, then a
 cooldown), frame_error, and a closing summary with the timings.
 Privacy: no frame or face is written anywhere unless asked (`--out` writes the annotated video;
-`alerts.include_snapshot` adds the face to alerts).
+`alerts.include_snapshot` adds the face to alerts; `feedback.save_faces` keeps the faces of
+alerts that staff mark on the live page, for review).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
+from emowatch.deploy import feedback
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.deploy.sources import Frame
@@ -181,6 +183,8 @@ class Watcher:
         self.summary = Summary()
         self.enabled = set(wcfg.events)
         self.last: tuple[list[Track], list[FacePrediction]] = ([], [])
+        # callback(alert_id, face) where staff feedback may keep alert faces (the live page)
+        self.face_keeper: Any = None
 
     def emit(self, event: dict[str, Any], kind: str | None = None) -> None:
         if kind is None or kind in self.enabled:
@@ -266,6 +270,9 @@ class Watcher:
         }
         if acfg.include_snapshot:
             event["snapshot_jpeg_base64"] = snapshot(gray, pred.box)
+        if self.face_keeper is not None:
+            margin = self.wcfg.feedback.margin
+            self.face_keeper(event["alert_id"], feedback.face_region(gray, pred.box, margin))
         self.summary.alerts += 1
         self.events.send(event)
         if self.alert_sinks is not None:
@@ -359,9 +366,13 @@ def main(
         from emowatch.deploy.server import LivePage, terminate_as_interrupt
 
         terminate_as_interrupt()
-        page = LivePage(wcfg.serve, serve, events, alert_sinks, root)
+        store = feedback_store(wcfg, root)
+        camera = camera_name(wcfg, source)
+        page = LivePage(wcfg.serve, serve, events, alert_sinks, root, store, camera)
         on_frame = chain(on_frame, page.state.publish)
     watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
+    if page is not None and page.feedback_store is not None:
+        watcher.face_keeper = page.state.hold_face
     if out is not None:
         watcher.fps = video_fps(source)
     # A served video file plays at its own pace, as a camera would deliver it.
@@ -401,6 +412,21 @@ def main(
         events.send(event)
         events.close()
     return summary
+
+
+def camera_name(wcfg: DictConfig, source: str) -> str:
+    """`deploy.watch.camera`, else a name from the source (a file's stem, a device number)."""
+    if wcfg.get("camera"):
+        return str(wcfg.camera)
+    return f"cam{source}" if source.isdigit() else Path(source.split("?")[0]).stem or "camera"
+
+
+def feedback_store(wcfg: DictConfig, root: Path | None) -> feedback.FeedbackStore | None:
+    """Where marked alerts' faces wait for review; None unless feedback.save_faces."""
+    fcfg = wcfg.feedback
+    if not fcfg.save_faces:
+        return None
+    return feedback.FeedbackStore(resolve_path(fcfg.dir, root), float(fcfg.keep_days))
 
 
 def chain(*callbacks: Any) -> Any:

@@ -319,6 +319,35 @@ def watch(
 
 
 @app.command()
+def drift(
+    hours: Annotated[
+        float | None, typer.Option(help="The window [default: retrain.drift.window_hours].")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="The watched model [default: deploy.watch.model].")
+    ] = None,
+    overrides: Overrides = None,
+    params_file: ParamsOpt = None,
+) -> None:
+    """Compare the watcher's hourly log with the model's distributions on the camera path over
+    the photos of the people who may decide (PSI). Exit 0: no drift; 3: drift; 1: error."""
+    import json
+
+    from emowatch import drift as drifting
+    from emowatch.errors import DataError
+
+    cfg = _load(params_file, overrides)
+    try:
+        verdict = drifting.check(cfg, config.find_root(), hours, model)
+    except (DataError, OSError, ValueError) as err:
+        _fail(f"cannot check drift: {err}")
+    typer.echo(json.dumps(verdict))
+    state = "DRIFT" if verdict["drifted"] else "no drift"
+    typer.echo(f"{state}: {verdict['reason']} ({verdict['faces']} faces in {verdict['hours']:g} h)")
+    raise typer.Exit(3 if verdict["drifted"] else 0)
+
+
+@app.command()
 def retrain(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would run; change nothing.")
@@ -341,6 +370,10 @@ def retrain(
     force: Annotated[
         bool, typer.Option("--force", help="Re-run every stage even if nothing changed.")
     ] = False,
+    if_drift: Annotated[
+        bool,
+        typer.Option("--if-drift", help="Only when `emowatch drift` finds drift (else exit 11)."),
+    ] = False,
     overrides: Overrides = None,
     params_file: ParamsOpt = None,
 ) -> None:
@@ -355,7 +388,7 @@ def retrain(
     from emowatch import retrain as retraining
 
     cfg = _load(params_file, overrides)
-    outcome = retraining.main(cfg, config.find_root(), dry_run, experiment, pull, force)
+    outcome = retraining.main(cfg, config.find_root(), dry_run, experiment, pull, force, if_drift)
     raise typer.Exit(int(outcome))
 
 

@@ -121,6 +121,7 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)
     photos: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, Any] = field(default_factory=dict)
     changes: dict[str, Any] = field(default_factory=dict)
     champions_before: dict[str, Any] = field(default_factory=dict)
     champions_after: dict[str, Any] = field(default_factory=dict)
@@ -267,6 +268,7 @@ def markdown(report: Report) -> str:
         f"- code: commit {r.code.get('git_commit')}, "
         f"{len(r.code.get('git_dirty_files', []))} uncommitted file(s)",
         f"- data: data.dvc md5 {r.data.get('data_dvc_md5')}, {r.data.get('source')}",
+        *([f"- drift: {r.drift['reason']} ({r.drift['faces']} faces)"] if r.drift else []),
         "",
         *new_photos.markdown(r.photos),
         "## What changed",
@@ -349,14 +351,15 @@ def main(
     experiment: bool = False,
     pull: bool | None = None,
     force: bool = False,
+    if_drift: bool = False,
 ) -> int:
-    """Retrain if anything changed; returns the exit code (an `Outcome`, or 128 + the signal
-    that stopped it)."""
+    """Retrain if anything changed (with `if_drift`: and the cameras drifted); returns the exit
+    code (an `Outcome`, or 128 + the signal that stopped it)."""
     rcfg = cfg.retrain
     pull = rcfg.pull if pull is None else pull
     try:
         with signals_as_interrupted(), retrain_lock(resolve_path(rcfg.lock_file, root)):
-            return _retrain(cfg, root, dry_run, experiment, pull, force)
+            return _retrain(cfg, root, dry_run, experiment, pull, force, if_drift)
     except Locked as err:
         print(f"emowatch retrain: {err}", file=sys.stderr)
         return Outcome.LOCKED
@@ -366,7 +369,13 @@ def main(
 
 
 def _retrain(
-    cfg: DictConfig, root: Path, dry_run: bool, experiment: bool, pull: bool, force: bool
+    cfg: DictConfig,
+    root: Path,
+    dry_run: bool,
+    experiment: bool,
+    pull: bool,
+    force: bool,
+    if_drift: bool = False,
 ) -> int:
     report = Report(mode="dvc experiment (--temp)" if experiment else "workspace")
     report.code = code_state(root)
@@ -374,6 +383,14 @@ def _retrain(
         "EMOWATCH_PIPELINE_ID", f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     )
     try:
+        if if_drift:
+            from emowatch import drift
+
+            report.drift = drift.check(cfg, root)
+            print(f"emowatch retrain --if-drift: {report.drift['reason']}")
+            if not report.drift["drifted"]:
+                report.outcome = "nothing to do (no drift)"
+                return Outcome.NOTHING_TO_DO
         rcfg = cfg.retrain
         report.data = sync_data(
             root, pull and not dry_run, list(rcfg.pull_targets), bool(rcfg.stale_data_ok)

@@ -33,6 +33,7 @@ from emowatch.deploy import alerts as sinks
 from emowatch.deploy import feedback
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
+from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
 from emowatch.errors import UnsafeModelError
@@ -185,6 +186,7 @@ class Watcher:
         self.last: tuple[list[Track], list[FacePrediction]] = ([], [])
         # callback(alert_id, face) where staff feedback may keep alert faces (the live page)
         self.face_keeper: Any = None
+        self.stats: HourlyStats | None = None  # hourly counts for drift checks
 
     def emit(self, event: dict[str, Any], kind: str | None = None) -> None:
         if kind is None or kind in self.enabled:
@@ -222,6 +224,8 @@ class Watcher:
             s.classify_s += time.perf_counter() - t1
             s.frames_classified += 1
             s.faces += len(preds)
+            if self.stats is not None:
+                self.stats.add(preds)
             tracks = self.update_tracks(frame, gray, preds)
             self.last = (tracks, preds)
         tracks, preds = self.last
@@ -304,6 +308,8 @@ class Watcher:
                 self.track_event("track_ended", last, track, frames=track.n, emotion=track.emotion)
         if self.writer is not None:
             self.writer.release()
+        if self.stats is not None:
+            self.stats.flush()
         return self.summary
 
 
@@ -367,10 +373,15 @@ def main(
 
         terminate_as_interrupt()
         store = feedback_store(wcfg, root)
-        camera = camera_name(wcfg, source)
-        page = LivePage(wcfg.serve, serve, events, alert_sinks, root, store, camera)
+        page = LivePage(
+            wcfg.serve, serve, events, alert_sinks, root, store, camera_name(wcfg, source)
+        )
         on_frame = chain(on_frame, page.state.publish)
     watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
+    if wcfg.stats_log:
+        spec = model or str(wcfg.model)
+        path = resolve_path(wcfg.stats_log, root)
+        watcher.stats = HourlyStats(path, camera_name(wcfg, source), spec, int(wcfg.stats_bins))
     if page is not None and page.feedback_store is not None:
         watcher.face_keeper = page.state.hold_face
     if out is not None:

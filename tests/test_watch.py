@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -12,11 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from emowatch.config import resolve_path
 from emowatch.deploy import alerts, sources, watch
 from emowatch.deploy.sources import SourceError
 from emowatch.deploy.tracker import Tracker, iou, should_alert
 from emowatch.stages import train
-from tests.conftest import ASTRONAUT_FACE, astronaut_rgb
+from tests.conftest import ASTRONAUT_FACE, REPO, astronaut_rgb
 
 
 def face_frame(shift: int = 0, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -115,7 +121,11 @@ def test_watch_writes_nothing_unless_asked(trained, tmp_path, capsys):
     watch.main(cfg, str(video), model=str(model_dir), threshold=0.0)
     after = {p for p in tmp_path.rglob("*") if p.is_file()}
     new = {p for p in after - before if "mlflow" not in p.name and "mlartifacts" not in str(p)}
-    assert new == set()
+    stats = resolve_path(cfg.deploy.watch.stats_log)
+    assert new == {stats}  # only the hourly counts for drift checks: no image, no box
+    (record,) = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert set(record) == {"event", "hour", "camera", "model", "faces", "emotions", "p_angry_bins"}
+    assert record["faces"] == 4
 
 
 def test_a_folder_with_a_bad_file_reports_it_and_goes_on(trained, tmp_path, capsys):
@@ -242,3 +252,47 @@ def test_a_dropping_stream_is_reopened_then_given_up(monkeypatch):
         "no frame; reopening (attempt 2 of 2)",
         "stream ended",
     ]
+
+
+def test_sigterm_ends_a_plain_watch_like_ctrl_c(trained, tmp_path):
+    """systemctl stop on `emowatch watch` (no --serve): the annotated video is finalised, the
+    summary printed, the webhook queue flushed or given up on within a bounded time."""
+    from tests.test_serving import free_port  # (test_serving imports this module)
+
+    _, model_dir = trained
+    video = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 480))
+    for i in range(400):  # a customer swaying in front of the camera for 40 s
+        writer.write(face_frame(shift=2 * (i % 12)))
+    writer.release()
+    out = tmp_path / "annotated.avi"
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nobody listens: every post fails
+    overrides = [
+        f"paths.reports_dir={tmp_path / 'reports'}",
+        "deploy.watch.alerts.webhook.retries=50",
+    ]
+    cmd = [
+        sys.executable, "-m", "emowatch.cli", "watch", str(video), "--model", str(model_dir),
+        "--threshold", "0.0", "--out", str(out), "--webhook", dead, *overrides,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stdout.readline()  # the loop is running
+    assert first.startswith("{"), proc.stderr.read()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    rest, err = proc.communicate(timeout=30)
+    assert time.monotonic() - stopped < 12  # webhook retries are cut short (5 s at most)
+    assert proc.returncode == 0, err
+    assert "interrupted" in err
+    summary = events_of(rest)[-1]
+    assert summary["event"] == "summary" and 0 < summary["frames"] < 400
+    assert summary["alerts"] >= 1 and summary["webhook_failed"] >= 1  # flushed or given up
+    cap = cv2.VideoCapture(str(out))
+    written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, _ = cap.read()
+    cap.release()
+    assert ok and written == summary["frames"]  # a playable file with every processed frame

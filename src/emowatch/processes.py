@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -45,6 +46,18 @@ def signals_as_interrupted() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def sigterm_as_keyboard_interrupt() -> None:
+    """From now on SIGTERM (systemd, a container stop) ends the program like Ctrl-C does, so
+    that its `finally` blocks run (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def group_alive(pgid: int) -> bool:

@@ -26,7 +26,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emowatch import new_photos
 from emowatch.config import resolve_path
@@ -412,7 +412,7 @@ def _retrain(
         report.photos = new_photos.changes(
             photos_before,
             new_photos.snapshot(cfg, root),
-            str(cfg.deploy.watch.feedback.subject_prefix),
+            str(OmegaConf.select(cfg, "deploy.watch.feedback.subject_prefix", default="FB")),
         )
         return decide(cfg, root, report, experiment)
     except Interrupted as err:

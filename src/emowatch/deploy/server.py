@@ -13,7 +13,6 @@ import asyncio
 import ipaddress
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -270,14 +269,3 @@ class LivePage:
     def stop(self) -> None:
         self.state.close()
         self.server.stop()
-
-
-def terminate_as_interrupt() -> None:
-    """SIGTERM (systemd, a test) ends a served watch like Ctrl-C: summary written, port freed."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)

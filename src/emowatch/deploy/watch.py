@@ -37,6 +37,7 @@ from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
 from emowatch.errors import UnsafeModelError
+from emowatch.processes import sigterm_as_keyboard_interrupt
 
 if TYPE_CHECKING:
     from emowatch.deploy.server import ServeOptions
@@ -198,10 +199,10 @@ class Watcher:
         self.emit(event | extra, name)
 
     def step(self, frame: Frame) -> None:
-        """Process one frame."""
+        """Process one frame (counted once done: a frame cut short by Ctrl-C is not)."""
         s = self.summary
-        s.frames += 1
         if frame.image is None:
+            s.frames += 1
             kind = (frame.error or "unreadable").split(":")[0]
             s.frame_errors[kind] += 1
             self.emit(
@@ -231,6 +232,7 @@ class Watcher:
         tracks, preds = self.last
         if self.out or self.show or self.on_frame:
             self.render(frame, tracks, preds)
+        s.frames += 1
 
     def update_tracks(
         self, frame: Frame, gray: np.ndarray, preds: list[FacePrediction]
@@ -368,10 +370,10 @@ def main(
     classifier = load_classifier(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     page = None
+    sigterm_as_keyboard_interrupt()  # systemctl stop: video finalised, summary, webhooks flushed
     if serve is not None:
-        from emowatch.deploy.server import LivePage, terminate_as_interrupt
+        from emowatch.deploy.server import LivePage
 
-        terminate_as_interrupt()
         store = feedback_store(wcfg, root)
         page = LivePage(
             wcfg.serve, serve, events, alert_sinks, root, store, camera_name(wcfg, source)

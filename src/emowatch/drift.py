@@ -165,7 +165,9 @@ def check(
     """Compare the last `hours` of the watcher's hourly log with the model's reference."""
     dcfg = cfg.retrain.drift
     hours = float(hours or dcfg.window_hours)
-    spec = model or str(cfg.deploy.watch.model)
+    from emowatch.deploy.watch import resolve_model
+
+    spec = resolve_model(cfg, model, root, say=False)
     log = resolve_path(cfg.deploy.watch.stats_log, root)
     records = [r for r in read_window(log, hours, now) if r.get("model", spec) == spec]
     window = aggregate(records, int(cfg.deploy.watch.stats_bins))

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
-from emowatch.deploy import feedback
+from emowatch.deploy import feedback, site_model
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.deploy.hourly import HourlyStats
@@ -58,7 +58,7 @@ def load_classifier(
     """The model to watch with: an MLflow model URI (default: the champion) or a trained model
     folder (with `threshold`, or the one its evaluate stage chose)."""
     wcfg = cfg.deploy.watch
-    spec = model or wcfg.model
+    spec = resolve_model(cfg, model, root)
     path = Path(spec)
     if path.is_dir():
         chosen = evaluated_choices(cfg, path, root, need_threshold=threshold is None)
@@ -91,6 +91,20 @@ def load_classifier(
     if hasattr(classifier.detector, "max_side"):
         classifier.detector.max_side = wcfg.detect_max_side
     return classifier
+
+
+def resolve_model(
+    cfg: DictConfig, model: str | None = None, root: Path | None = None, say: bool = True
+) -> str:
+    """`model`, else deploy.watch.model; `auto` becomes the site's model, and (with `say`) which
+    one and why is printed on stderr."""
+    spec = model or str(cfg.deploy.watch.model)
+    if spec != site_model.AUTO:
+        return spec
+    choice = site_model.choose(cfg, root)
+    if say:
+        print(f"model: {choice.uri} — {choice.reason} (--model picks another)", file=sys.stderr)
+    return choice.uri
 
 
 def evaluated_choices(
@@ -381,7 +395,7 @@ def main(
         on_frame = chain(on_frame, page.state.publish)
     watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
     if wcfg.stats_log:
-        spec = model or str(wcfg.model)
+        spec = resolve_model(cfg, model, root, say=False)
         path = resolve_path(wcfg.stats_log, root)
         watcher.stats = HourlyStats(path, camera_name(wcfg, source), spec, int(wcfg.stats_bins))
     if page is not None and page.feedback_store is not None:

@@ -1,0 +1,77 @@
+"""Which model a site's cameras run when none is named (`deploy.watch.model: auto`).
+
+A site that gave emowatch photos of its own people gets the photos champion: it was chosen and
+gated on those people's photos through the camera path, and on JAFFE it catches the angry faces
+the FER2013 champion misses (README, Results). A site without photos (or before its first photos
+champion) gets the FER2013 champion. The answer says which and why, with both champions'
+deployed-path figures on the people who may decide (no test person).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from emowatch.config import resolve_path
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Choice:
+    uri: str
+    reason: str
+
+
+def photo_count(cfg: DictConfig, root: Path | None) -> int:
+    """Photos under data.photos.root, hidden files aside (0 when the folder is missing)."""
+    folder = resolve_path(cfg.data.photos.root, root)
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _figures(version) -> str:
+    tags = version.tags
+    caught, n = tags.get("deployed_decide_angry_caught"), tags.get("deployed_decide_n_angry")
+    where = (
+        f"caught {caught} of {n} angry faces on the camera path" if n else "no camera-path figures"
+    )
+    return f"v{version.version} {tags.get('model', '?')}: {where}"
+
+
+def choose(cfg: DictConfig, root: Path | None = None) -> Choice:
+    """The site's model: the photos champion when the site has photos and one exists, else the
+    FER2013 champion (URIs by alias, so a later promotion is picked up at the next start)."""
+    from mlflow.tracking import MlflowClient
+
+    from emowatch.tracking.registry import CHAMPION, get_alias
+    from emowatch.tracking.runs import tracking_uri
+
+    client = MlflowClient(tracking_uri(cfg, root))
+    names = cfg.registry.names
+    photos = get_alias(client, names.photos, CHAMPION)
+    fer = get_alias(client, names.fer2013, CHAMPION)
+    n = photo_count(cfg, root)
+    if n and photos is not None:
+        other = f"; the FER2013 champion {_figures(fer)}" if fer is not None else ""
+        return Choice(
+            f"models:/{names.photos}@{CHAMPION}",
+            f"this site has {n} photos of its people, so its photos champion ({_figures(photos)}"
+            f"{other}; deciding people only)",
+        )
+    if fer is not None:
+        why = (
+            f"{n} photos but no photos champion yet"
+            if n
+            else f"no photos of this site's people under {cfg.data.photos.root}"
+        )
+        return Choice(
+            f"models:/{names.fer2013}@{CHAMPION}", f"{why}: the FER2013 champion ({_figures(fer)})"
+        )
+    return Choice(
+        f"models:/{names.fer2013}@{CHAMPION}",
+        "no champion registered yet (run `make run`): trying the FER2013 champion",
+    )

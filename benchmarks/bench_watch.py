@@ -1,28 +1,39 @@
-"""Benchmark: `emowatch watch` frames/s on 640×480 videos with one and two faces.
+"""Benchmark: `emowatch watch` on camera scenes, how small a face it finds and how fast it runs.
 
-The videos are made from the JAFFE photos behind data.dvc (faces drifting a few pixels per
-frame) and written to a temporary folder. Each run decodes the video, detects (Haar, on the
-frame downscaled to deploy.watch.detect_max_side), classifies every face, tracks and applies the
-alert rule, exactly as `emowatch watch` does (events go to a null sink). Detection and
-classification are timed separately; the end-to-end rate includes video decoding.
-Rerun: .venv/bin/python benchmarks/bench_watch.py [--model URI-or-folder] [--frames 300]
+Scenes are made from the JAFFE photos behind data.dvc (emowatch.deploy.scenes: each photo
+scaled so its face box has the given side in the camera's pixels, drifting a few pixels per
+frame), written as mp4 videos and watched exactly as `emowatch watch` does (decode, find
+faces, classify, track, alert rule; events to a null sink).
+
+Table 1, finding faces: one face of 48 / 80 / 120 / 200 px at 640x480 and 1920x1080; the share of
+frames whose true face was found (IoU >= 0.3) and frames/s, for the old way (the whole frame
+downscaled to 320 px, every frame) and for the finder (deploy.watch.detect: a sweep fine enough
+for min_face every full_every frames, regions around tracked faces in between).
+Table 2, camera speed with the model: 1, 2 and 4 faces at 640x480, 2 faces at 1920x1080.
+Table 3, several cameras in one process (one model, one batch per round): aggregate frames/s.
+Rerun: .venv/bin/python benchmarks/bench_watch.py [--model URI-or-folder] [--frames 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
-import numpy as np
+import torch
 
 from emowatch import config
-from emowatch.deploy import watch
+from emowatch.deploy import cameras, scenes, watch
 from emowatch.deploy.sources import open_source
+from emowatch.deploy.tracker import iou
 
-ROW = "| {:<6} | {:>10} | {:>9} | {:>11} | {:>10} | {:>6} |"
+SIZES = (48, 80, 120, 200)
+CAMERAS = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 
 
 class NullSink:
@@ -33,66 +44,119 @@ class NullSink:
         return {}
 
 
-def make_video(path: Path, faces: list[np.ndarray], frames: int) -> Path:
-    """640×480 frames with the given faces (grayscale, 200 px) moving slowly."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
-    for i in range(frames):
-        canvas = np.full((480, 640), 100, np.uint8)
-        for j, face in enumerate(faces):
-            x = 60 + 320 * j + int(10 * np.sin(i / 10))
-            canvas[140:340, x : x + 200] = face
-        writer.write(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
+def write(path: Path, scene) -> tuple[Path, list[list]]:
+    truth, writer = [], None
+    for frame, boxes in scene:
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+        writer.write(frame)
+        truth.append(boxes)
     writer.release()
-    return path
+    return path, truth
 
 
-def run(cfg, classifier, video: Path) -> tuple[dict, float]:
+def run(cfg, classifier, video: Path, truth: list[list], finder: bool) -> dict:
+    """Watch the video; the share of true faces found per frame, fps, ms per stage."""
     watcher = watch.Watcher(classifier, cfg.deploy.watch, NullSink(), None)
+    if not finder:
+        watcher.finder = None  # the old way: classifier.detect on the frame at 320 px
+    found = 0
     start = time.perf_counter()
-    for frame in open_source(str(video)):
+    for frame, boxes in zip(open_source(str(video)), truth, strict=True):
         watcher.step(frame)
+        seen = [p.box for p in watcher.last[1]]
+        found += sum(any(iou(b, s) >= 0.3 for s in seen) for b in boxes)
     wall = time.perf_counter() - start
-    return watcher.close(None).as_event(), watcher.summary.frames / wall
+    stats = watcher.close(None).as_event()
+    total = sum(len(b) for b in truth)
+    return stats | {"rate": found / total, "fps_e2e": len(truth) / wall}
+
+
+def table_sizes(cfg, classifier, people, frames: int, tmp: Path) -> None:
+    print("\nTable 1: finding one face, by face size (face box side in the camera's pixels)")
+    head = "| camera | face | old: found | old: fps | finder: found | finder: fps | >= 95% |"
+    print(head + "\n|---|---|---|---|---|---|---|")
+    for name, size in CAMERAS.items():
+        for side in SIZES:
+            video, truth = write(
+                tmp / f"{name}-{side}.mp4", scenes.frames(people[:1], side, size, frames)
+            )
+            old = run(cfg, classifier, video, truth, finder=False)
+            new = run(cfg, classifier, video, truth, finder=True)
+            ok = "yes" if new["rate"] >= 0.95 else "no"
+            print(
+                f"| {name} | {side} px | {old['rate']:.0%} | {old['fps_e2e']:.1f} | "
+                f"{new['rate']:.0%} | {new['fps_e2e']:.1f} | {ok} |"
+            )
+
+
+def table_speed(cfg, classifier, people, frames: int, tmp: Path) -> None:
+    print("\nTable 2: camera speed with the model, end to end (decode to alert rule)")
+    head = "| camera | faces | found | detect ms | classify ms | fps | floor | met |"
+    print(head + "\n|---|---|---|---|---|---|---|---|")
+    for name, n, side, floor in (
+        ("640x480", 1, 100, 25),
+        ("640x480", 2, 100, 25),
+        ("640x480", 4, 80, 15),
+        ("1920x1080", 2, 160, 15),
+    ):
+        video, truth = write(
+            tmp / f"speed-{name}-{n}.mp4",
+            scenes.frames(people[:n], side, CAMERAS[name], frames),
+        )
+        r = run(cfg, classifier, video, truth, finder=True)
+        met = "yes" if r["fps_e2e"] >= floor else "no"
+        print(
+            f"| {name} | {n} x {side} px | {r['rate']:.0%} | {r['detect_ms_per_frame']:.1f} | "
+            f"{r['classify_ms_per_frame']:.1f} | {r['fps_e2e']:.1f} | >= {floor} | {met} |"
+        )
+
+
+def table_cameras(cfg, classifier, people, frames: int, tmp: Path) -> None:
+    print("\nTable 3: several cameras in one process (640x480, 2 faces each, one batch per round)")
+    print("| cameras | frames | aggregate fps | per camera fps |\n|---|---|---|---|")
+    video, _ = write(tmp / "cam.mp4", scenes.frames(people[:2], 100, CAMERAS["640x480"], frames))
+    for n in (1, 2, 4):
+        sources = []
+        for i in range(n):
+            (tmp / f"cam{i}").mkdir(exist_ok=True)
+            sources.append(str(shutil.copy(video, tmp / f"cam{i}" / f"c{i}.mp4")))
+        names = cameras.camera_names(sources)
+        feeds = cameras.open_feeds(sources, names, 0, 0.0, NullSink().send)
+        watchers = {}
+        for name in names:
+            watchers[name] = watch.Watcher(classifier, cfg.deploy.watch, NullSink(), None)
+        wall = cameras.run(feeds, watchers, classifier, NullSink().send)
+        total = sum(w.summary.frames for w in watchers.values())
+        print(f"| {n} | {total} | {total / wall:.1f} | {total / wall / n:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="default: deploy.watch.model (champion)")
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--model", default=None, help="default: deploy.watch.model (auto)")
+    parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--photos", type=Path, default=Path("data/photos"))
     args = parser.parse_args()
-    angry = sorted((args.photos / "angry").glob("*"))[:1]
-    happy = sorted((args.photos / "happy").glob("*"))[:1]
-    if not angry or not happy:
+    files = [sorted((args.photos / c).glob("*"))[:1] for c in ("angry", "happy", "sad", "neutral")]
+    if not all(files):
         raise SystemExit(f"{args.photos} not found: run `dvc pull data.dvc` first")
-    faces = [
-        cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (200, 200)) for p in angry + happy
-    ]
+    people = [scenes.portrait(cv2.imread(str(f[0]), cv2.IMREAD_GRAYSCALE)) for f in files]
     cfg = config.compose()
-    root = config.find_root()
-    classifier = watch.load_classifier(cfg, args.model, root=root)
+    spec = watch.resolve_model(cfg, args.model, config.find_root())
+    classifier = watch.load_classifier(cfg, spec, root=config.find_root())
+    d = cfg.deploy.watch.detect
     print(
-        f"watch benchmark: {args.frames} frames of 640x480 per video, model "
-        f"{args.model or cfg.deploy.watch.model}, {cv2.getNumThreads()} OpenCV threads"
+        f"watch benchmark: {args.frames} frames per video, model {spec} (TTA "
+        f"{classifier.spec.get('tta')}), finder min_face {d.min_face} full_every "
+        f"{d.full_every}; {platform.processor() or platform.machine()}, {os.cpu_count()} "
+        f"cores, {torch.get_num_threads()} torch / {cv2.getNumThreads()} OpenCV threads"
     )
-    print(ROW.format("faces", "detect at", "detect ms", "classify ms", "end-to-end", "fps≥25"))
-    print(f"|{'-' * 8}|{'-' * 12}|{'-' * 11}|{'-' * 13}|{'-' * 12}|{'-' * 8}|")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (1, 2):
-            video = make_video(Path(tmp) / f"{n}.mp4", faces[:n], args.frames)
-            for side in (cfg.deploy.watch.detect_max_side, None):
-                classifier.detector.max_side = side
-                stats, fps = run(cfg, classifier, video)
-                cells = (
-                    str(n),
-                    f"{side} px" if side else "640 px",
-                    f"{stats['detect_ms_per_frame']:.1f}",
-                    f"{stats['classify_ms_per_frame']:.1f}",
-                    f"{fps:.1f} fps",
-                    "yes" if fps >= 25 else "no",
-                )
-                print(ROW.format(*cells))
-    print("rerun: .venv/bin/python benchmarks/bench_watch.py")
+        table_sizes(cfg, classifier, people, args.frames, Path(tmp))
+        table_speed(cfg, classifier, people, args.frames, Path(tmp))
+        table_cameras(cfg, classifier, people, args.frames, Path(tmp))
+    print("\nrerun: .venv/bin/python benchmarks/bench_watch.py")
 
 
 if __name__ == "__main__":

@@ -206,7 +206,10 @@ def test_a_new_person_end_to_end_with_exact_exit_codes(tmp_path):
     assert [a["file"] for a in report["photos"]["added"]] == sorted(kim)
     assert {a["status"] for a in report["photos"]["added"]} <= {"ok", "multiple_faces"}
     assert len({a["split"] for a in report["photos"]["added"]}) == 1  # one person, one split
-    assert "crop_faces" in report["changes"] and "train@photos-cnn1" in report["changes"]
+    assert "crop_faces" in report["changes"]  # stale before the run: the photos changed
+    ran = set(report["ran"])  # what dvc repro re-ran: the photo models, trained and evaluated
+    assert {"crop_faces", "train@photos-cnn1", "evaluate@photos-cnn1", "promote@photos"} <= ran
+    assert "train@fer2013-vgg" not in ran  # FER2013 training saw nothing new
     assert report["promotion"]["photos"]["promoted"] is True
     assert report["champions_after"]["photos"]["version"] > before
     text = (project / "reports/retrain/latest.md").read_text()
@@ -220,6 +223,7 @@ def test_a_new_person_end_to_end_with_exact_exit_codes(tmp_path):
     assert refused.returncode == retrain.Outcome.KEPT_CHAMPION, refused.stdout[-3000:]
     report = json.loads((project / "reports/retrain/latest.json").read_text())
     assert [a["file"] for a in report["photos"]["added"]] == sorted(lee)
+    assert "train@photos-cnn1" in report["ran"]
     assert report["promotion"]["photos"]["promoted"] is False
     assert "below the floor 1.01" in report["promotion"]["photos"]["reason"]
     assert report["champions_after"] == champion

@@ -296,3 +296,62 @@ def test_sigterm_ends_a_plain_watch_like_ctrl_c(trained, tmp_path):
     ok, _ = cap.read()
     cap.release()
     assert ok and written == summary["frames"]  # a playable file with every processed frame
+
+
+def test_several_cameras_share_one_model_and_batch(trained, tmp_path, capsys):
+    cfg, model_dir = trained
+    a = write_video(tmp_path / "front.mp4", n=10)
+    b = write_video(tmp_path / "back.mp4", n=6)
+    batches: list[int] = []
+    classify_many = watch.FaceClassifier.classify_many
+
+    def counting(self, images):
+        batches.append(len(images))
+        return classify_many(self, images)
+
+    watch.FaceClassifier.classify_many = counting
+    try:
+        summaries = watch.main_many(
+            cfg,
+            [str(a), str(b), str(tmp_path / "gone.mp4")],
+            str(model_dir),
+            0.0,
+            tmp_path / "out.avi",
+        )
+    finally:
+        watch.FaceClassifier.classify_many = classify_many
+    events = events_of(capsys.readouterr().out)
+    (error,) = [e for e in events if e["event"] == "camera_error"]
+    assert error["camera"] == "gone" and "no such file" in error["error"]  # the others went on
+    assert {n: s.frames for n, s in summaries.items()} == {"front": 10, "back": 6}
+    assert batches[:6] == [2] * 6 and set(batches[6:]) == {1}  # both cameras in one batch
+    tracked = [e for e in events if e["event"] in ("track_started", "alert", "track_ended")]
+    assert tracked and all(e["camera"] in ("front", "back") for e in tracked)
+    assert {e["camera"] for e in tracked if e["event"] == "track_started"} == {"front", "back"}
+    per_camera = [e for e in events if e["event"] == "summary" and "camera" in e]
+    assert sorted(e["camera"] for e in per_camera) == ["back", "front"]
+    total = [e for e in events if e["event"] == "summary" and "cameras" in e][-1]
+    assert total["frames"] == 16 and total["cameras"] == ["front", "back"]
+    for name, n in (("front", 10), ("back", 6)):
+        cap = cv2.VideoCapture(str(tmp_path / f"out-{name}.avi"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+        cap.release()
+
+
+def test_watch_command_takes_several_sources_then_overrides(trained, tmp_path):
+    _, model_dir = trained
+    a = write_video(tmp_path / "a.mp4", n=4)
+    b = write_video(tmp_path / "b.mp4", n=4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "emowatch.cli", "watch", str(a), str(b), "--model",
+            str(model_dir), "--threshold", "0.0", "deploy.watch.alerts.k=1",
+            f"paths.reports_dir={tmp_path / 'reports'}",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    alerts = [e for e in events if e["event"] == "alert"]
+    assert {e["camera"] for e in alerts} == {"a", "b"}  # k=1 reached the watcher

@@ -6,6 +6,7 @@ over conf/, or `--params params.yaml` to run on the composed file exactly as `dv
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,10 @@ ParamsOpt = Annotated[
         help="Read the composed params file (what dvc.yaml stages use) instead of composing conf/.",
     ),
 ]
+
+
+# A Hydra override (key=value, +key=value, ~key=) among the watch command's sources.
+OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\[\]-]*=")
 
 
 def _fail(message: str) -> None:
@@ -219,11 +224,11 @@ def report(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
 
 @app.command()
 def watch(
-    source: Annotated[
-        str,
+    sources: Annotated[
+        list[str],
         typer.Argument(
-            help="A camera index (0), a video file, a stream URL (rtsp://, http://), or a "
-            "folder/glob of images.",
+            help="One or more sources — a camera index (0), a video file, a stream URL "
+            "(rtsp://, http://), a folder/glob of images — then Hydra overrides (key=value).",
             show_default=False,
         ),
     ],
@@ -282,10 +287,12 @@ def watch(
         bool,
         typer.Option("--expose", help="Allow --host to be an address other machines reach."),
     ] = False,
-    overrides: Overrides = None,
     params_file: ParamsOpt = None,
 ) -> None:
-    """Watch a camera, video, stream or images: faces, emotions and debounced angry alerts.
+    """Watch cameras, videos, streams or images: faces, emotions and debounced angry alerts.
+
+    Several sources run in one process with one model (events carry the camera's name; --out
+    writes one file per camera).
 
     Prints one JSON line per event (track_started, emotion_changed, track_ended, alert,
     frame_error) and a closing summary with frames/s. Alert rules, sinks and the model are in
@@ -298,13 +305,27 @@ def watch(
     from emowatch.deploy.server import ServeError, ServeOptions
     from emowatch.deploy.sources import SourceError
 
+    overrides = [a for a in sources if OVERRIDE.match(a)]
+    sources = [a for a in sources if not OVERRIDE.match(a)]
+    if not sources:
+        _fail("name at least one source (a camera index, a video, a stream URL, images)")
     cfg = _load(params_file, overrides)
     if not serve and (host or port or token or expose):
         _fail("--host, --port, --token and --expose go with --serve")
+    if len(sources) > 1:
+        if serve or show:
+            _fail("--serve and --show take one source for now: run one watch per camera")
+        try:
+            watcher.main_many(
+                cfg, sources, model, threshold, out, log_file, webhook, config.find_root()
+            )
+        except (watcher.WatchError, FileNotFoundError, ValueError) as err:
+            _fail(str(err))
+        return
     try:
         watcher.main(
             cfg,
-            source,
+            sources[0],
             model=model,
             threshold=threshold,
             out=out,

@@ -122,6 +122,7 @@ class Report:
     code: dict[str, Any] = field(default_factory=dict)
     photos: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
     changes: dict[str, Any] = field(default_factory=dict)
     champions_before: dict[str, Any] = field(default_factory=dict)
     champions_after: dict[str, Any] = field(default_factory=dict)
@@ -215,6 +216,14 @@ def fetch_and_checkout(root: Path, targets: list[str]) -> str | None:
     return None if out.returncode == 0 else f"dvc checkout {names} failed: {said(out)}"
 
 
+def lock_entries(root: Path) -> dict[str, Any]:
+    """dvc.lock's record per stage (what each last ran on and made); {} without one."""
+    import yaml
+
+    path = root / "dvc.lock"
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+
+
 def pipeline_changes(root: Path) -> dict[str, Any]:
     """What DVC says is stale, per stage: changed deps, params, outs (empty: up to date)."""
     out = run([tool("dvc"), "status", "--json"], root, quiet=True)
@@ -287,6 +296,8 @@ def markdown(report: Report) -> str:
             else:
                 what.append(str(item))
         lines.append(f"- `{stage}`: {'; '.join(what)}")
+    if r.ran:
+        lines += ["", f"Stages that ran ({len(r.ran)}): " + ", ".join(f"`{x}`" for x in r.ran)]
     lines += ["", "## Champions", "", "| model | before | after |", "|---|---|---|"]
     for dataset in sorted(set(r.champions_before) | set(r.champions_after)):
         b, a = r.champions_before.get(dataset), r.champions_after.get(dataset)
@@ -407,8 +418,10 @@ def _retrain(
             for stage in report.changes or ["(all, --force)"]:
                 print(f"  {stage}")
             return Outcome.WOULD_RUN
-        photos_before = new_photos.snapshot(cfg, root)
+        photos_before, lock_before = new_photos.snapshot(cfg, root), lock_entries(root)
         reproduce(cfg, root, pipeline_id, experiment, force)
+        after = lock_entries(root)
+        report.ran = sorted(k for k in after if after[k] != lock_before.get(k))
         report.photos = new_photos.changes(
             photos_before,
             new_photos.snapshot(cfg, root),

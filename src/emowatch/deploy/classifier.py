@@ -88,14 +88,27 @@ class FaceClassifier:
 
     def classify(self, gray: np.ndarray, found: list[faces.Face]) -> list[FacePrediction]:
         """Classify detected faces of a grayscale image (one batch for all faces)."""
-        if not found:
-            return []
+        return self.classify_many([(gray, found)])[0]
+
+    def classify_many(
+        self, images: list[tuple[np.ndarray, list[faces.Face]]]
+    ) -> list[list[FacePrediction]]:
+        """Classify the detected faces of several images (several cameras) in one batch;
+        returns each image's predictions."""
         margin = self.spec["crop_margin"]
-        boxes = [faces.expand_box(f.box, margin, gray.shape) for f in found]
-        crops = np.stack([faces.crop(gray, b, self.size) for b in boxes])
+        found = [f for _, fs in images for f in fs]
+        if not found:
+            return [[] for _ in images]
+        crops = np.stack(
+            [
+                faces.crop(gray, faces.expand_box(f.box, margin, gray.shape), self.size)
+                for gray, fs in images
+                for f in fs
+            ]
+        )
         probs = predict(self.net, crops, self.mean, self.std, self.spec.get("tta", "none"))
         labels = predict_with_threshold(probs, self.angry, self.threshold)
-        return [
+        preds = [
             FacePrediction(
                 box=f.box,
                 probabilities=dict(zip(self.classes, map(float, p), strict=True)),
@@ -106,6 +119,11 @@ class FaceClassifier:
             )
             for f, p, label in zip(found, probs, labels, strict=True)
         ]
+        out, start = [], 0
+        for _, fs in images:
+            out.append(preds[start : start + len(fs)])
+            start += len(fs)
+        return out
 
     def __call__(self, image: np.ndarray) -> list[FacePrediction]:
         """Detect and classify the faces of a grayscale or BGR image."""

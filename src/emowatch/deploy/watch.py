@@ -30,9 +30,10 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
-from emowatch.deploy import feedback, site_model
+from emowatch.deploy import cameras, feedback, site_model
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
+from emowatch.deploy.finder import FaceFinder, FinderSettings
 from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
@@ -57,7 +58,6 @@ def load_classifier(
 ) -> FaceClassifier:
     """The model to watch with: an MLflow model URI (default: the champion) or a trained model
     folder (with `threshold`, or the one its evaluate stage chose)."""
-    wcfg = cfg.deploy.watch
     spec = resolve_model(cfg, model, root)
     path = Path(spec)
     if path.is_dir():
@@ -88,8 +88,6 @@ def load_classifier(
             ) from err
         if threshold is not None:
             classifier.threshold = threshold
-    if hasattr(classifier.detector, "max_side"):
-        classifier.detector.max_side = wcfg.detect_max_side
     return classifier
 
 
@@ -159,6 +157,14 @@ class Summary:
         }
 
 
+def finder_for(classifier: FaceClassifier, wcfg: DictConfig) -> FaceFinder | None:
+    """The camera's face finder (deploy.watch.detect) over the model's Haar cascade; None for
+    another detector (then every frame is searched whole, as the model's spec says)."""
+    if not isinstance(classifier.detector, faces.HaarDetector) or not wcfg.get("detect"):
+        return None
+    return FaceFinder(classifier.detector, FinderSettings(**wcfg.detect))
+
+
 def annotate(image: np.ndarray, tracks: list[Track], preds: list[FacePrediction]) -> np.ndarray:
     """A BGR copy of the frame with a box and label per face (red when angry)."""
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
@@ -175,6 +181,14 @@ def snapshot(gray: np.ndarray, box: faces.Box) -> str:
     x, y, w, h = box
     ok, buf = cv2.imencode(".jpg", gray[y : y + h, x : x + w])
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+@dataclass
+class Seen:
+    """A readable frame in gray, and its faces when it is to be classified (else None)."""
+
+    gray: np.ndarray
+    found: list[faces.Face] | None
 
 
 class Watcher:
@@ -202,10 +216,17 @@ class Watcher:
         # callback(alert_id, face) where staff feedback may keep alert faces (the live page)
         self.face_keeper: Any = None
         self.stats: HourlyStats | None = None  # hourly counts for drift checks
+        self.finder = finder_for(classifier, wcfg)
+        self.camera: str | None = None  # named in every event when several cameras run
+        self.last_frame: Frame | None = None
 
     def emit(self, event: dict[str, Any], kind: str | None = None) -> None:
         if kind is None or kind in self.enabled:
-            self.events.send(event)
+            self.events.send(self.tagged(event))
+
+    def tagged(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event with this watcher's camera name (several cameras in one process)."""
+        return event | {"camera": self.camera} if self.camera else event
 
     def track_event(self, name: str, frame: Frame, track: Track, **extra: Any) -> None:
         event = {"event": name, "time": now_iso(), "source_time_s": round(frame.time_s, 3)}
@@ -214,6 +235,17 @@ class Watcher:
 
     def step(self, frame: Frame) -> None:
         """Process one frame (counted once done: a frame cut short by Ctrl-C is not)."""
+        seen = self.look(frame)
+        preds = None
+        if seen is not None and seen.found is not None:
+            t1 = time.perf_counter()
+            preds = self.classifier.classify(seen.gray, seen.found)
+            self.summary.classify_s += time.perf_counter() - t1
+        self.finish(frame, seen, preds)
+
+    def look(self, frame: Frame) -> Seen | None:
+        """The frame in gray and, when it is to be classified, its faces; None for a frame
+        that could not be read (reported and counted here)."""
         s = self.summary
         if frame.image is None:
             s.frames += 1
@@ -228,25 +260,35 @@ class Watcher:
                     "error": frame.error,
                 }
             )
-            return
+            return None
         gray = to_gray(frame.image)
-        if frame.index % max(1, int(self.wcfg.every)) == 0 or not self.last[0]:
-            t0 = time.perf_counter()
+        if frame.index % max(1, int(self.wcfg.every)) != 0 and self.last[0]:
+            return Seen(gray, None)  # between classified frames: the last result stands
+        t0 = time.perf_counter()
+        if self.finder is not None:
+            tracked = [t.box for t in self.tracker.tracks.values()]
+            found = self.finder.find(gray, s.frames_classified, tracked)
+        else:
             found = self.classifier.detect(gray)
-            t1 = time.perf_counter()
-            preds = self.classifier.classify(gray, found)
-            s.detect_s += t1 - t0
-            s.classify_s += time.perf_counter() - t1
+        s.detect_s += time.perf_counter() - t0
+        return Seen(gray, found)
+
+    def finish(self, frame: Frame, seen: Seen | None, preds: list[FacePrediction] | None):
+        """Track, alert and render with this frame's predictions (None: the last ones)."""
+        if seen is None:
+            return
+        s = self.summary
+        if preds is not None:
             s.frames_classified += 1
             s.faces += len(preds)
             if self.stats is not None:
                 self.stats.add(preds)
-            tracks = self.update_tracks(frame, gray, preds)
-            self.last = (tracks, preds)
+            self.last = (self.update_tracks(frame, seen.gray, preds), preds)
         tracks, preds = self.last
         if self.out or self.show or self.on_frame:
             self.render(frame, tracks, preds)
         s.frames += 1
+        self.last_frame = frame
 
     def update_tracks(
         self, frame: Frame, gray: np.ndarray, preds: list[FacePrediction]
@@ -288,6 +330,7 @@ class Watcher:
             "threshold_angry": round(self.classifier.threshold, 4),
             "angry_frames": f"{sum(track.angry_history)}/{len(track.angry_history)}",
         }
+        event = self.tagged(event)
         if acfg.include_snapshot:
             event["snapshot_jpeg_base64"] = snapshot(gray, pred.box)
         if self.face_keeper is not None:
@@ -454,6 +497,63 @@ def feedback_store(wcfg: DictConfig, root: Path | None) -> feedback.FeedbackStor
     if not fcfg.save_faces:
         return None
     return feedback.FeedbackStore(resolve_path(fcfg.dir, root), float(fcfg.keep_days))
+
+
+def main_many(
+    cfg: DictConfig,
+    sources: list[str],
+    model: str | None = None,
+    threshold: float | None = None,
+    out: Path | None = None,
+    log_file: Path | None = None,
+    webhook: str | None = None,
+    root: Path | None = None,
+) -> dict[str, Summary]:
+    """Watch several sources in one process (deploy/cameras.py): one model, one batch per
+    round, a tracker, alert rule and video file per camera, every event named by camera. Each
+    camera's summary is printed, then the total; returns the summaries by camera."""
+    wcfg = cfg.deploy.watch
+    classifier = load_classifier(cfg, model, threshold, root)
+    events, alert_sinks = build_sinks(wcfg, log_file, webhook)
+    sigterm_as_keyboard_interrupt()
+    names = cameras.camera_names(sources)
+    feeds = cameras.open_feeds(
+        sources, names, wcfg.reconnect_attempts, wcfg.reconnect_wait_s, events.send
+    )
+    if not feeds:
+        events.close()
+        raise WatchError(f"none of the {len(sources)} sources could be opened (see above)")
+    spec = resolve_model(cfg, model, root, say=False)
+    watchers: dict[str, Watcher] = {}
+    for feed in feeds:
+        path = out.with_name(f"{out.stem}-{feed.name}{out.suffix}") if out else None
+        w = Watcher(classifier, wcfg, events, alert_sinks, path)
+        w.camera = feed.name
+        if path is not None:
+            w.fps = video_fps(feed.spec)
+        if wcfg.stats_log:
+            stats_path = resolve_path(wcfg.stats_log, root)
+            w.stats = HourlyStats(stats_path, feed.name, spec, int(wcfg.stats_bins))
+        watchers[feed.name] = w
+    start = time.perf_counter()
+    try:
+        cameras.run(feeds, watchers, classifier, events.send, wcfg.max_frames)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        wall = time.perf_counter() - start
+        summaries = {}
+        for name, w in watchers.items():
+            summaries[name] = w.close(w.last_frame)
+            summaries[name].wall_s = wall
+            events.send(summaries[name].as_event() | {"camera": name})
+        frames = sum(x.frames for x in summaries.values())
+        total = {"event": "summary", "time": now_iso(), "cameras": list(summaries)}
+        total |= {"frames": frames, "fps": round(frames / wall, 2) if wall else None}
+        events.send(total | {"alerts": sum(x.alerts for x in summaries.values())})
+        events.send(alert_sinks.close() | {"event": "sinks", "time": now_iso()})
+        events.close()
+    return summaries
 
 
 def chain(*callbacks: Any) -> Any:

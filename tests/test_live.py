@@ -331,3 +331,54 @@ def test_page_reconnects_after_a_server_restart(tmp_path):
             second.stop()
     finally:
         driver.quit()
+
+
+def test_live_page_shows_every_camera_in_chromium(trained, tmp_path):  # noqa: F811
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, model_dir = trained
+    front = write_video(tmp_path / "front.mp4", n=30)
+    back = write_video(tmp_path / "back.mp4", n=20)
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "emowatch.cli", "watch", str(front), str(back), "--serve",
+        "--port", str(port), "--model", str(model_dir), "--threshold", "0.0",
+        f"paths.reports_dir={tmp_path / 'reports'}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    driver = None
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        wait_for_port(base, proc)
+        driver = headless_chromium(tmp_path)
+        driver.get(base)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cameras .tile")) == 2)
+        names = [
+            t.get_attribute("data-camera") for t in driver.find_elements(By.CSS_SELECTOR, ".tile")
+        ]
+        assert names == ["front", "back"]
+        wait.until(lambda d: d.find_element(By.ID, "alerts").text.count("Angry customer at") >= 2)
+        alerts = driver.find_element(By.ID, "alerts").text
+        assert "Angry customer at front" in alerts and "Angry customer at back" in alerts
+        badges = lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, ".tile .badge")]  # noqa: E731
+        wait.until(lambda d: badges(d) == ["ended", "ended"])  # each camera's own status
+        sizes = driver.execute_script(
+            "return [...document.querySelectorAll('.tile img')].map(i => i.naturalWidth);"
+        )
+        assert sizes == [640, 640]  # both annotated videos reached the page
+        assert "0 of 2 cameras live" in driver.find_element(By.ID, "source").text
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {e["camera"] for e in printed if e["event"] == "alert"} == {"front", "back"}

@@ -312,14 +312,15 @@ def watch(
     cfg = _load(params_file, overrides)
     if not serve and (host or port or token or expose):
         _fail("--host, --port, --token and --expose go with --serve")
+    options = ServeOptions(host, port, token, expose) if serve else None
     if len(sources) > 1:
-        if serve or show:
-            _fail("--serve and --show take one source for now: run one watch per camera")
+        if show:
+            _fail("--show takes one source: use --serve to see several cameras on one page")
         try:
             watcher.main_many(
-                cfg, sources, model, threshold, out, log_file, webhook, config.find_root()
+                cfg, sources, model, threshold, out, log_file, webhook, config.find_root(), options
             )
-        except (watcher.WatchError, FileNotFoundError, ValueError) as err:
+        except (watcher.WatchError, ServeError, FileNotFoundError, ValueError) as err:
             _fail(str(err))
         return
     try:
@@ -333,7 +334,7 @@ def watch(
             log_file=log_file,
             webhook=webhook,
             root=config.find_root(),
-            serve=ServeOptions(host, port, token, expose) if serve else None,
+            serve=options,
         )
     except (SourceError, ServeError, watcher.WatchError, FileNotFoundError, ValueError) as err:
         _fail(str(err))

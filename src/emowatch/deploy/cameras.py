@@ -99,8 +99,16 @@ def open_feeds(
     return feeds
 
 
-def run(feeds: list[Feed], watchers: dict[str, Any], classifier, report, max_frames=None):
-    """Rounds until every feed has ended (or `max_frames` per camera); returns the wall time."""
+def run(
+    feeds: list[Feed],
+    watchers: dict[str, Any],
+    classifier,
+    report,
+    max_frames=None,
+    ended=None,
+):
+    """Rounds until every feed has ended (or `max_frames` per camera; `ended(name, error)` is
+    called as each does); returns the wall time."""
     for feed in feeds:
         feed.start()
     active, start = list(feeds), time.perf_counter()
@@ -111,6 +119,8 @@ def run(feeds: list[Feed], watchers: dict[str, Any], classifier, report, max_fra
                 item = feed.next(0.02)
                 if item is END or (max_frames and watchers[feed.name].summary.frames >= max_frames):
                     active.remove(feed)
+                    if ended is not None:
+                        ended(feed.name, feed.error)
                     if feed.error:
                         report(
                             {

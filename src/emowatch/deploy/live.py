@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +34,50 @@ class AckError(Exception):
         self.status = status
 
 
-class LiveState:
-    """The latest frame, the faces tracked now, the source's status and the alert log."""
+@dataclass
+class CameraView:
+    """One camera's latest frame (JPEG), the faces tracked now and its status."""
 
-    def __init__(self, stall_s: float = 3.0, max_alerts: int = 200, jpeg_quality: int = 80):
+    name: str
+    jpeg: bytes | None = None
+    seq: int = 0
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    frames: int = 0
+    last_frame_at: float | None = None
+    status: str = "starting"
+    detail: str = ""
+
+
+class LiveState:
+    """Per camera the latest frame, the faces tracked now and the source's status; and the
+    alert log of every camera."""
+
+    def __init__(
+        self,
+        stall_s: float = 3.0,
+        max_alerts: int = 200,
+        jpeg_quality: int = 80,
+        cameras: list[str] | None = None,
+    ):
         self.stall_s, self.jpeg_quality = stall_s, jpeg_quality
         self.cond = threading.Condition()
-        self.jpeg: bytes | None = None
-        self.seq = 0
-        self.faces: list[dict[str, Any]] = []
-        self.frames = 0
-        self.last_frame_at: float | None = None
-        self.status, self.detail = "starting", ""
+        self.cameras = {name: CameraView(name) for name in (cameras or [""])}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
         self.faces_held: dict[str, np.ndarray] = {}
         self.closed = False
 
+    def camera(self, name: str | None) -> CameraView:
+        """The named camera's view (the first one for None or an unknown name)."""
+        return self.cameras.get(name or "", next(iter(self.cameras.values())))
+
     # The watch loop's side.
-    def publish(self, image: np.ndarray, tracks: list[Track], preds: list[FacePrediction]) -> None:
+    def publish(
+        self,
+        image: np.ndarray,
+        tracks: list[Track],
+        preds: list[FacePrediction],
+        camera: str | None = None,
+    ) -> None:
         """A new annotated frame and its faces (the previous frame is dropped)."""
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         faces = [
@@ -65,19 +92,23 @@ class LiveState:
             for t, p in zip(tracks, preds, strict=True)
         ]
         with self.cond:
+            view = self.camera(camera)
             if ok:
-                self.jpeg = buf.tobytes()
-                self.seq += 1
-            self.faces = faces
-            self.frames += 1
-            self.last_frame_at = time.monotonic()
-            self.status, self.detail = "live", ""
+                view.jpeg = buf.tobytes()
+                view.seq += 1
+            view.faces = faces
+            view.frames += 1
+            view.last_frame_at = time.monotonic()
+            view.status, view.detail = "live", ""
             self.cond.notify_all()
 
-    def source_state(self, status: str, detail: str = "") -> None:
-        """`ended` or `error` (with what happened); faces are cleared."""
+    def source_state(self, status: str, detail: str = "", camera: str | None = None) -> None:
+        """`ended` or `error` (with what happened) for one camera, or every camera when None;
+        its faces are cleared."""
         with self.cond:
-            self.status, self.detail, self.faces = status, detail, []
+            views = [self.camera(camera)] if camera is not None else self.cameras.values()
+            for view in views:
+                view.status, view.detail, view.faces = status, detail, []
             self.cond.notify_all()
 
     def add_alert(self, event: dict[str, Any]) -> None:
@@ -172,30 +203,43 @@ class LiveState:
         return len(restored)
 
     # The server's side.
+    def _camera_view(self, view: CameraView) -> dict[str, Any]:
+        status, since = view.status, None
+        if view.last_frame_at is not None:
+            since = round(time.monotonic() - view.last_frame_at, 1)
+            if status == "live" and since > self.stall_s:
+                status = "stalled"
+        return {
+            "name": view.name,
+            "source": {"status": status, "detail": view.detail, "frames": view.frames},
+            "seconds_since_frame": since,
+            "faces": list(view.faces) if status == "live" else [],
+        }
+
     def view(self) -> dict[str, Any]:
-        """The page's state: source status (a live source without frames for stall_s is
-        `stalled`), faces now and the alert log, newest first."""
+        """The page's state: per camera its status (a live source without frames for stall_s
+        is `stalled`) and faces now (the first camera's also at the top level), and the alert
+        log, newest first."""
         with self.cond:
-            status, since = self.status, None
-            if self.last_frame_at is not None:
-                since = round(time.monotonic() - self.last_frame_at, 1)
-                if status == "live" and since > self.stall_s:
-                    status = "stalled"
+            cameras = [self._camera_view(v) for v in self.cameras.values()]
             return {
-                "source": {"status": status, "detail": self.detail, "frames": self.frames},
-                "seconds_since_frame": since,
-                "faces": list(self.faces) if status == "live" else [],
+                **{k: cameras[0][k] for k in ("source", "seconds_since_frame", "faces")},
+                "cameras": cameras,
                 "alerts": [
                     {k: v for k, v in a.items() if k != "snapshot_jpeg_base64"} for a in self.alerts
                 ],
                 "unacknowledged": sum(1 for a in self.alerts if not a["acknowledged"]),
             }
 
-    def next_frame(self, after: int, timeout: float) -> tuple[int, bytes | None]:
-        """The latest frame once it is newer than `after` (or the same one after `timeout`)."""
+    def next_frame(
+        self, after: int, timeout: float, camera: str | None = None
+    ) -> tuple[int, bytes | None]:
+        """A camera's latest frame once it is newer than `after` (or the same one after
+        `timeout`)."""
         with self.cond:
-            self.cond.wait_for(lambda: self.seq > after or self.closed, timeout)
-            return self.seq, self.jpeg
+            view = self.camera(camera)
+            self.cond.wait_for(lambda: view.seq > after or self.closed, timeout)
+            return view.seq, view.jpeg
 
     def close(self) -> None:
         with self.cond:

@@ -139,20 +139,23 @@ def create_app(
             raise HTTPException(err.status, str(err)) from err
 
     @app.get("/stream.mjpg")
-    async def stream() -> StreamingResponse:
+    async def stream(camera: str | None = None) -> StreamingResponse:
         return StreamingResponse(
-            mjpeg(state, resend_s), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+            mjpeg(state, resend_s, camera),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         )
 
     return app
 
 
-async def mjpeg(state: LiveState, resend_s: float) -> AsyncIterator[bytes]:
-    """Each new frame as one part; the last frame again every `resend_s` while none comes, so a
-    stalled source keeps its picture and a closed connection is noticed."""
+async def mjpeg(
+    state: LiveState, resend_s: float, camera: str | None = None
+) -> AsyncIterator[bytes]:
+    """Each new frame of a camera as one part; the last frame again every `resend_s` while
+    none comes, so a stalled source keeps its picture and a closed connection is noticed."""
     seq = 0
     while not state.closed:
-        seq, jpeg = await asyncio.to_thread(state.next_frame, seq, resend_s)
+        seq, jpeg = await asyncio.to_thread(state.next_frame, seq, resend_s, camera)
         if jpeg is None:
             continue
         yield (
@@ -218,12 +221,13 @@ class LivePage:
         root: Path | None = None,
         feedback_store: FeedbackStore | None = None,
         camera: str = "camera",
+        cameras: list[str] | None = None,
     ) -> None:
         host = options.host or scfg.host
         port = scfg.port if options.port is None else options.port
         token = options.token or (os.environ.get(scfg.token_env) if scfg.token_env else None)
         check_bind(host, options.expose, token)
-        self.state = LiveState(scfg.stall_s, scfg.max_alerts, scfg.jpeg_quality)
+        self.state = LiveState(scfg.stall_s, scfg.max_alerts, scfg.jpeg_quality, cameras)
         self.alert_log = resolve_path(scfg.alert_log, root)
         restored = self.state.restore(self.alert_log, scfg.max_alerts)
         alert_sinks.sinks += [FileSink(self.alert_log), LiveSink(self.state)]
@@ -255,7 +259,8 @@ class LivePage:
         event, alert, face = self.state.mark(alert_id, label, by)
         event["face_saved"] = False
         if self.feedback_store is not None and face is not None:
-            self.feedback_store.save(alert, face, label, event["by"], self.camera)
+            camera = alert.get("camera") or self.camera
+            self.feedback_store.save(alert, face, label, event["by"], camera)
             event["face_saved"] = True
         self.acknowledged(event)
         return event

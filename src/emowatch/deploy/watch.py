@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import sys
 import time
@@ -508,19 +509,35 @@ def main_many(
     log_file: Path | None = None,
     webhook: str | None = None,
     root: Path | None = None,
+    serve: ServeOptions | None = None,
 ) -> dict[str, Summary]:
     """Watch several sources in one process (deploy/cameras.py): one model, one batch per
-    round, a tracker, alert rule and video file per camera, every event named by camera. Each
-    camera's summary is printed, then the total; returns the summaries by camera."""
+    round, a tracker, alert rule and video file per camera, every event named by camera, and
+    with `serve` one live page showing every camera. Each camera's summary is printed, then the
+    total; returns the summaries by camera."""
     wcfg = cfg.deploy.watch
     classifier = load_classifier(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     sigterm_as_keyboard_interrupt()
     names = cameras.camera_names(sources)
+    page = None
+    if serve is not None:
+        from emowatch.deploy.server import LivePage
+
+        store = feedback_store(wcfg, root)
+        page = LivePage(wcfg.serve, serve, events, alert_sinks, root, store, names[0], names)
+
+    def report(event: dict[str, Any]) -> None:
+        events.send(event)
+        if page is not None and event.get("event") == "camera_error":
+            page.state.source_state("error", event["error"], camera=event["camera"])
+
     feeds = cameras.open_feeds(
-        sources, names, wcfg.reconnect_attempts, wcfg.reconnect_wait_s, events.send
+        sources, names, wcfg.reconnect_attempts, wcfg.reconnect_wait_s, report
     )
     if not feeds:
+        if page is not None:
+            page.stop()
         events.close()
         raise WatchError(f"none of the {len(sources)} sources could be opened (see above)")
     spec = resolve_model(cfg, model, root, say=False)
@@ -534,10 +551,22 @@ def main_many(
         if wcfg.stats_log:
             stats_path = resolve_path(wcfg.stats_log, root)
             w.stats = HourlyStats(stats_path, feed.name, spec, int(wcfg.stats_bins))
+        if page is not None:
+            w.on_frame = functools.partial(page.state.publish, camera=feed.name)
+            if page.feedback_store is not None:
+                w.face_keeper = page.state.hold_face
         watchers[feed.name] = w
+
+    def ended(name: str, error: str | None) -> None:
+        if page is not None:
+            done = f"{watchers[name].summary.frames} frames"
+            page.state.source_state("error" if error else "ended", error or done, camera=name)
+
     start = time.perf_counter()
     try:
-        cameras.run(feeds, watchers, classifier, events.send, wcfg.max_frames)
+        cameras.run(feeds, watchers, classifier, report, wcfg.max_frames, ended)
+        if page is not None and wcfg.serve.keep_serving:
+            page.wait()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
@@ -551,6 +580,8 @@ def main_many(
         total = {"event": "summary", "time": now_iso(), "cameras": list(summaries)}
         total |= {"frames": frames, "fps": round(frames / wall, 2) if wall else None}
         events.send(total | {"alerts": sum(x.alerts for x in summaries.values())})
+        if page is not None:
+            page.stop()
         events.send(alert_sinks.close() | {"event": "sinks", "time": now_iso()})
         events.close()
     return summaries

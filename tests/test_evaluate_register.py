@@ -34,6 +34,12 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
     assert found["decide"]["n"] == 12 and found["report"]["n"] == 4
     assert found["decide"]["face_rate"] == 1.0 and found["decide"]["n_angry"] == 3
     assert found["per_person"]["PD"]["part"] == "report"
+    # CLAHE kept or dropped by the rule on the deciding people (both scored), never on PD.
+    assert set(found["clahe"]["decide_accuracy"]) == {"false", "true"}
+    off, on = (found["clahe"]["decide_accuracy"][k] for k in ("false", "true"))
+    if found["clahe"]["chosen"]:
+        assert on >= off + cfg.evaluate.clahe_margin
+    assert found["decide"]["accuracy"] == (on if found["clahe"]["chosen"] else off)
     out = tmp_path / "reports/evaluate/fer2013/cnn1"
     for name in (
         "confusion.png",
@@ -156,7 +162,7 @@ def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
     client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
     metrics_path = tmp_path / "reports/evaluate/fer2013/cnn1/metrics.json"
     seen = []
-    for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}):
+    for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}, {"clahe": True}):
         for key, value in change.items():
             cfg.evaluate[key] = value
         evaluate.main(cfg, "fer2013", "cnn1")
@@ -169,6 +175,7 @@ def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
             f"{m['val']['precision_angry_at_threshold']:.6f}"
         )
         seen.append(version)
-    assert len({seen[1], seen[2], seen[3]}) == 3  # none, hflip, another target: three versions
+    assert len({seen[1], seen[2], seen[3], seen[4]}) == 4  # each a behaviour: four versions
     assert seen[0] == seen[1 if tags_of(client, seen[0])["tta"] == "none" else 2]  # auto: reused
-    assert register.main(cfg, "fer2013")["challenger"]["version"] == seen[3]  # nothing changed
+    assert tags_of(client, seen[4])["clahe"] == "true"  # CLAHE on the camera path, forced
+    assert register.main(cfg, "fer2013")["challenger"]["version"] == seen[4]  # nothing changed

@@ -65,3 +65,27 @@ def test_real_faces_of_48_px_are_found(size):
         people.append(scenes.portrait(cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)))
     finder = FaceFinder(HaarDetector(), FinderSettings(min_face=48, full_every=5))
     assert found_share(finder, people, 48, size) >= 0.95
+
+
+def test_clahe_rule_reads_the_deciding_people_and_the_classifier_applies_it():
+    from emowatch.evaluation.deployed import choose_clahe
+
+    off = {"accuracy": 0.60, "recall_angry": 0.5}
+    assert choose_clahe({False: off, True: {"accuracy": 0.65, "recall_angry": 0.5}}, 0.02)[0]
+    assert not choose_clahe({False: off, True: {"accuracy": 0.61, "recall_angry": 0.5}}, 0.02)[0]
+    assert not choose_clahe({False: off, True: {"accuracy": 0.70, "recall_angry": 0.4}}, 0.02)[0]
+
+
+def test_a_clahe_spec_equalises_the_frame_before_detection():
+    import torch
+
+    from emowatch.deploy.classifier import FaceClassifier, spec_of
+
+    info = {"classes": ["angry", "happy"], "input_shape": [1, 48, 48]}
+    info |= {"normalize": {"mean": 0.5, "std": 0.25}}
+    detector = {"name": "haar", "max_side": 320}
+    dim = (np.arange(64 * 64).reshape(64, 64) % 40 + 20).astype(np.uint8)  # low contrast
+    plain = FaceClassifier(torch.nn.Identity(), spec_of(info, 0.5, "none", 0.2, detector))
+    equalised = FaceClassifier(torch.nn.Identity(), spec_of(info, 0.5, "none", 0.2, detector, True))
+    assert plain.prepare(dim) is dim
+    assert np.ptp(equalised.prepare(dim)) > np.ptp(dim)  # the contrast is stretched

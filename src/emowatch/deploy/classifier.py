@@ -45,8 +45,11 @@ class FacePrediction:
         }
 
 
-def spec_of(info: dict, threshold: float, tta: str, margin: float, detector: Any) -> dict:
-    """What a deployed model needs beside its weights (stored as the pyfunc's model_config)."""
+def spec_of(
+    info: dict, threshold: float, tta: str, margin: float, detector: Any, clahe: bool = False
+) -> dict:
+    """What a deployed model needs beside its weights (stored as the pyfunc's model_config);
+    `clahe`: contrast-limited equalisation of the frame before detection and classification."""
     det = (
         OmegaConf.to_container(detector, resolve=True)
         if isinstance(detector, DictConfig)
@@ -60,6 +63,7 @@ def spec_of(info: dict, threshold: float, tta: str, margin: float, detector: Any
         "tta": tta,
         "crop_margin": float(margin),
         "detector": dict(det),
+        "clahe": bool(clahe),
     }
 
 
@@ -76,12 +80,18 @@ class FaceClassifier:
         self.mean, self.std = spec["normalize"]["mean"], spec["normalize"]["std"]
         self.threshold = float(spec["threshold_angry"])
         self.detector = faces.build_detector(OmegaConf.create(spec["detector"]))
+        # Dim and uneven light: where the deployed-path evaluation kept it (evaluate.clahe).
+        self.clahe = cv2.createCLAHE(2.0, (8, 8)) if spec.get("clahe") else None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, **spec_args: Any) -> FaceClassifier:
         """From the `train` stage's files (model.ckpt + model.json) and the deployment spec."""
         net, info = load_trained(model_dir)
         return cls(net, spec_of(info, **spec_args))
+
+    def prepare(self, gray: np.ndarray) -> np.ndarray:
+        """The grayscale frame as the model's spec wants it seen (CLAHE or as it is)."""
+        return self.clahe.apply(gray) if self.clahe is not None else gray
 
     def detect(self, gray: np.ndarray) -> list[faces.Face]:
         return self.detector(gray)
@@ -127,7 +137,7 @@ class FaceClassifier:
 
     def __call__(self, image: np.ndarray) -> list[FacePrediction]:
         """Detect and classify the faces of a grayscale or BGR image."""
-        gray = to_gray(image)
+        gray = self.prepare(to_gray(image))
         return self.classify(gray, self.detect(gray))
 
 

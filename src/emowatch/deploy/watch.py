@@ -67,6 +67,7 @@ def load_classifier(
             path,
             threshold=chosen["threshold_angry"] if threshold is None else threshold,
             tta=chosen["tta"],
+            clahe=chosen["clahe"],
             margin=cfg.deploy.crop_margin,
             detector=cfg.detector,
         )
@@ -109,9 +110,9 @@ def resolve_model(
 def evaluated_choices(
     cfg: DictConfig, model_dir: Path, root: Path | None, need_threshold: bool = True
 ) -> dict:
-    """The angry threshold and the TTA the evaluate stage chose on val for a trained model
-    folder ({"threshold_angry", "tta"}); without an evaluation, no TTA, and a threshold only
-    when given (`--threshold`)."""
+    """The angry threshold and the TTA the evaluate stage chose on val, and its CLAHE choice,
+    for a trained model folder ({"threshold_angry", "tta", "clahe"}); without an evaluation,
+    no TTA, no CLAHE, and a threshold only when given (`--threshold`)."""
     metrics = (
         resolve_path(cfg.evaluate.dir, root)
         / model_dir.parent.name
@@ -121,9 +122,14 @@ def evaluated_choices(
     if not metrics.is_file():
         if need_threshold:
             raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
-        return {"threshold_angry": None, "tta": "none"}
+        return {"threshold_angry": None, "tta": "none", "clahe": False}
     m = json.loads(metrics.read_text())
-    return {"threshold_angry": float(m["threshold_angry"]), "tta": m["tta"]["chosen"]}
+    clahe = bool(m.get("deployed", {}).get("clahe", {}).get("chosen", False))
+    return {
+        "threshold_angry": float(m["threshold_angry"]),
+        "tta": m["tta"]["chosen"],
+        "clahe": clahe,
+    }
 
 
 @dataclass
@@ -262,7 +268,7 @@ class Watcher:
                 }
             )
             return None
-        gray = to_gray(frame.image)
+        gray = self.classifier.prepare(to_gray(frame.image))
         if frame.index % max(1, int(self.wcfg.every)) != 0 and self.last[0]:
             return Seen(gray, None)  # between classified frames: the last result stands
         t0 = time.perf_counter()

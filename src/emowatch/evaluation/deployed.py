@@ -70,9 +70,10 @@ def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -
     records = []
     for p in items:
         loaded = load_gray(photo_root / p.file)
-        found = classifier.detect(loaded.gray) if loaded.gray is not None else []
+        gray = classifier.prepare(loaded.gray) if loaded.gray is not None else None
+        found = classifier.detect(gray) if gray is not None else []
         face = faces.largest(found)
-        pred = classifier.classify(loaded.gray, [face])[0] if face is not None else None
+        pred = classifier.classify(gray, [face])[0] if face is not None else None
         records.append(
             {
                 "file": p.file,
@@ -105,6 +106,19 @@ def figures(records: list[dict]) -> dict:
         "said_angry": len(said),
         "precision_angry": caught / len(said) if said else 0.0,
     }
+
+
+def choose_clahe(decide: dict[bool, dict], margin: float) -> tuple[bool, str]:
+    """The rule for contrast equalisation, on the deciding people's photos only: CLAHE is kept
+    when it raises their camera-path accuracy by at least `margin` without lowering angry
+    recall; otherwise the frame is used as it is."""
+    off, on = decide[False], decide[True]
+    keep = on["accuracy"] >= off["accuracy"] + margin and on["recall_angry"] >= off["recall_angry"]
+    rule = (
+        f"CLAHE only when the deciding people's camera-path accuracy rises by >= {margin} "
+        "and their angry recall does not fall"
+    )
+    return keep, rule
 
 
 def summary(records: list[dict]) -> dict:

@@ -209,12 +209,26 @@ def deployed_path(
     out: Path,
     root: Path | None,
 ) -> dict:
-    """The model as a camera runs it, on the full photos (see `evaluation.deployed`)."""
-    spec = spec_of(info, threshold, tta, cfg.deploy.crop_margin, cfg.detector)
-    decide = list(cfg.evaluate.deployed.decide_splits[dataset])
-    found, records = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
+    """The model as a camera runs it, on the full photos (see `evaluation.deployed`), with
+    contrast equalisation (CLAHE) kept or dropped by the rule on the deciding people's photos
+    (`choose_clahe`); the figures are those of the choice, with the choice under "clahe"."""
+    ecfg = cfg.evaluate
+    decide = list(ecfg.deployed.decide_splits[dataset])
+    options = {"fixed": [ecfg.clahe]} if ecfg.clahe != "auto" else {"auto": [False, True]}
+    scored = {}
+    for clahe in next(iter(options.values())):
+        spec = spec_of(info, threshold, tta, cfg.deploy.crop_margin, cfg.detector, clahe)
+        scored[clahe] = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
+    if ecfg.clahe == "auto":
+        chosen, rule = deployed.choose_clahe(
+            {k: v[0][deployed.DECIDE] for k, v in scored.items()}, ecfg.clahe_margin
+        )
+    else:
+        chosen, rule = bool(ecfg.clahe), "fixed by evaluate.clahe"
+    found, records = scored[chosen]
     deployed.write_records(records, out / "deployed_predictions.csv")
-    return found
+    decide_acc = {str(k).lower(): v[0][deployed.DECIDE]["accuracy"] for k, v in scored.items()}
+    return found | {"clahe": {"chosen": chosen, "rule": rule, "decide_accuracy": decide_acc}}
 
 
 def write_figures(
@@ -314,6 +328,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         figures = write_figures(cfg, net, arrays, test_probs, threshold, norm, out, title)
         mlflow.log_metrics(flat_metrics(metrics))
         mlflow.log_param("evaluate.tta_chosen", tta["chosen"])
+        mlflow.log_param("evaluate.clahe_chosen", found["clahe"]["chosen"])
         for path in [*figures, *(out / n for n in ARTIFACTS)]:
             mlflow.log_artifact(str(path))
         # The operating point travels with the model: tag the training run that logged it.

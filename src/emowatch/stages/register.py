@@ -53,6 +53,7 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
                     tta=metrics["tta"]["chosen"],
                     margin=cfg.deploy.crop_margin,
                     detector=cfg.detector,
+                    clahe=metrics["deployed"].get("clahe", {}).get("chosen", False),
                 ),
                 "weights_md5": file_hash(info_path.parent / "model.ckpt"),
                 "train_run": info["mlflow_run_id"],

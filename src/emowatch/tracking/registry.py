@@ -68,6 +68,7 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         "val_crossfit_folds": str(m["val"].get("crossfit", {}).get("folds", 0)),
         "threshold_angry": f"{m['threshold_angry']:.6f}",
         "tta": m.get("tta", {}).get("chosen", "none"),
+        "clahe": str(bool(m.get("deployed", {}).get("clahe", {}).get("chosen", False))).lower(),
         "val_data_hash": m.get("val_data_hash", ""),
         "test_data_hash": m["test_data_hash"],
         "model": candidate["model"],

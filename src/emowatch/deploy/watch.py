@@ -435,21 +435,12 @@ def main(
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     page = None
     sigterm_as_keyboard_interrupt()  # systemctl stop: video finalised, summary, webhooks flushed
+    camera = camera_name(wcfg, source)
     if serve is not None:
-        from emowatch.deploy.server import LivePage
-
-        store = feedback_store(wcfg, root)
-        page = LivePage(
-            wcfg.serve, serve, events, alert_sinks, root, store, camera_name(wcfg, source)
-        )
+        page = open_page(wcfg, serve, events, alert_sinks, root, [camera])
         on_frame = chain(on_frame, page.state.publish)
     watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
-    if wcfg.stats_log:
-        spec = resolve_model(cfg, model, root, say=False)
-        path = resolve_path(wcfg.stats_log, root)
-        watcher.stats = HourlyStats(path, camera_name(wcfg, source), spec, int(wcfg.stats_bins))
-    if page is not None and page.feedback_store is not None:
-        watcher.face_keeper = page.state.hold_face
+    equip(watcher, wcfg, resolve_model(cfg, model, root, say=False), root, camera, page)
     if out is not None:
         watcher.fps = video_fps(source)
     # A served video file plays at its own pace, as a camera would deliver it.
@@ -493,9 +484,26 @@ def main(
 
 def camera_name(wcfg: DictConfig, source: str) -> str:
     """`deploy.watch.camera`, else a name from the source (a file's stem, a device number)."""
-    if wcfg.get("camera"):
-        return str(wcfg.camera)
-    return f"cam{source}" if source.isdigit() else Path(source.split("?")[0]).stem or "camera"
+    return str(wcfg.camera) if wcfg.get("camera") else cameras.camera_names([source])[0]
+
+
+def open_page(wcfg, serve, events, alert_sinks, root, names: list[str]):
+    """The live page beside the watch, one tile per camera when there are several."""
+    from emowatch.deploy.server import LivePage
+
+    store = feedback_store(wcfg, root)
+    several = names if len(names) > 1 else None
+    return LivePage(wcfg.serve, serve, events, alert_sinks, root, store, names[0], several)
+
+
+def equip(watcher: Watcher, wcfg: DictConfig, spec: str, root, camera: str, page) -> None:
+    """A camera's watcher gets its hourly statistics and, with a live page whose site keeps
+    feedback faces, the hand-over of alert faces."""
+    if wcfg.stats_log:
+        path = resolve_path(wcfg.stats_log, root)
+        watcher.stats = HourlyStats(path, camera, spec, int(wcfg.stats_bins))
+    if page is not None and page.feedback_store is not None:
+        watcher.face_keeper = page.state.hold_face
 
 
 def feedback_store(wcfg: DictConfig, root: Path | None) -> feedback.FeedbackStore | None:
@@ -526,12 +534,7 @@ def main_many(
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     sigterm_as_keyboard_interrupt()
     names = cameras.camera_names(sources)
-    page = None
-    if serve is not None:
-        from emowatch.deploy.server import LivePage
-
-        store = feedback_store(wcfg, root)
-        page = LivePage(wcfg.serve, serve, events, alert_sinks, root, store, names[0], names)
+    page = open_page(wcfg, serve, events, alert_sinks, root, names) if serve else None
 
     def report(event: dict[str, Any]) -> None:
         events.send(event)
@@ -554,13 +557,9 @@ def main_many(
         w.camera = feed.name
         if path is not None:
             w.fps = video_fps(feed.spec)
-        if wcfg.stats_log:
-            stats_path = resolve_path(wcfg.stats_log, root)
-            w.stats = HourlyStats(stats_path, feed.name, spec, int(wcfg.stats_bins))
+        equip(w, wcfg, spec, root, feed.name, page)
         if page is not None:
             w.on_frame = functools.partial(page.state.publish, camera=feed.name)
-            if page.feedback_store is not None:
-                w.face_keeper = page.state.hold_face
         watchers[feed.name] = w
 
     def ended(name: str, error: str | None) -> None:

@@ -69,3 +69,5 @@ def test_bad_override_is_reported():
 def test_info_prints_the_mlflow_ui_command():
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0 and "mlflow ui --backend-store-uri sqlite:///" in result.output
+    # a link that opens the runs table, not MLflow 3's GenAI overview
+    assert "#/experiments" in result.output and "workflowType=machine_learning" in result.output

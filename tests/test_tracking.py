@@ -27,6 +27,10 @@ def test_embedded_store_keeps_artifacts_in_the_project(make_cfg, tmp_path):
     exp_id = runs.setup(cfg)
     location = MlflowClient().get_experiment(exp_id).artifact_location
     assert location == (tmp_path / "mlartifacts").as_uri()
+    # The UI opens it on its training runs, not on a GenAI overview.
+    assert MlflowClient().get_experiment(exp_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
 
 
 def test_run_is_tagged_and_finished(make_cfg, monkeypatch):

@@ -566,10 +566,21 @@ def info(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     typer.echo(f"reports      : {config.resolve_path(cfg.paths.reports_dir, root)}")
     typer.echo(f"artifacts    : {config.resolve_path(cfg.paths.artifacts_dir, root)}")
     typer.echo("metrics      : dvc metrics show   |   plots: dvc plots show")
-    typer.echo(
-        f"browse runs  : mlflow ui --backend-store-uri {uri} --port 5000  (then open http://127.0.0.1:5000)"
-    )
+    typer.echo(f"browse runs  : mlflow ui --backend-store-uri {uri} --port 5000, then open")
+    typer.echo(f"               {runs_page(cfg, uri, 'http://127.0.0.1:5000')}")
     _print_champions(cfg, uri)
+
+
+def runs_page(cfg, uri: str, base: str) -> str:
+    """The MLflow UI's runs table of the experiment. MLflow 3.x opens an experiment on a GenAI
+    overview unless the link names the workflow type (the experiment's kind tag alone does not
+    change that; tried with 3.17)."""
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(uri).get_experiment_by_name(str(cfg.tracking.experiment))
+    if exp is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
 
 
 def _print_champions(cfg, uri: str) -> None:

@@ -32,6 +32,7 @@ TAG_PIPELINE = "emowatch.pipeline_id"
 TAG_HOST = "emowatch.host"
 TAG_PID = "emowatch.pid"
 PIPELINE_ENV = "EMOWATCH_PIPELINE_ID"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri(cfg: DictConfig, root: Path | None = None) -> str:
@@ -63,6 +64,12 @@ def setup(cfg: DictConfig, root: Path | None = None) -> str:
         if uri == embedded_uri(cfg, root):
             location = resolve_path(cfg.tracking.artifacts_dir, root).as_uri()
         experiment_id = client.create_experiment(name, artifact_location=location)
+    # The MLflow UI (3.x) asks, or guesses, whether an experiment is GenAI or model training:
+    # say it. (Which view opens is the UI's workflow toggle: `emowatch info` prints a link to
+    # the runs table that sets it.)
+    tags = exp.tags if exp is not None else {}
+    if tags.get(KIND_TAG) != KIND:
+        client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

@@ -43,7 +43,8 @@ test: data
 	$(BIN)/python -m pytest -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
-# The slow end-to-end tests: retrain twice, DDP on 2 CPU processes, PostgreSQL + S3 MLflow.
+# The slow end-to-end tests: retrain end to end (a new person, an experiment), DDP on 2 CPU
+# processes, PostgreSQL + S3 MLflow.
 test-slow: data
 	$(BIN)/python -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc

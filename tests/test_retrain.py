@@ -1,5 +1,6 @@
-"""`emowatch retrain`: the lock, and the whole pipeline end to end on the tiny profile, twice
-(the second run finds nothing changed and keeps the champion)."""
+"""`emowatch retrain`: the lock, the report, and the whole pipeline end to end on the tiny
+profile: first champions, nothing to do, a new person promoted and refused with exact exit
+codes, and an experiment that never moves production."""
 
 from __future__ import annotations
 
@@ -118,29 +119,73 @@ def test_report_markdown_says_what_changed_and_the_decision():
 
 
 @pytest.mark.slow
-def test_retrain_twice_end_to_end_on_the_tiny_profile(tmp_path):
-    project = tiny_project(tmp_path / "shop")
-    plan = emowatch(project, "retrain", "--dry-run", "--no-pull")
+def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
+    """The business's scenario on one scratch git + DVC project (one first reproduction shared
+    by every step): a dry run plans, the first retrain makes the first champions (0), the next
+    has nothing to do (11). Photos of a new person arrive, committed with DVC; retrain crops
+    them, retrains and re-evaluates the photo models, lists the new files and the gate's
+    decision: with a gate the challenger passes by construction it is promoted (0), with a floor
+    no model can reach the next one is refused (10), and then nothing is left to do (11). Last, a
+    `dvc exp run` re-evaluates and runs the gate but never moves production."""
+    project = tiny_project(tmp_path / "shop", remote=tmp_path / "remote")
+    plan = emowatch(project, "retrain", "--dry-run")
     assert plan.returncode == retrain.Outcome.WOULD_RUN == 12, plan.stderr
     assert "train@fer2013-vgg" in plan.stdout and "promote@photos" in plan.stdout
     assert not (project / "reports" / "retrain").exists()  # a dry run writes nothing
 
-    first = emowatch(project, "retrain", "--no-pull")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    first = emowatch(project, "retrain")
+    assert first.returncode == retrain.Outcome.PROMOTED, first.stdout[-3000:] + first.stderr
     report = json.loads((project / "reports/retrain/latest.json").read_text())
     assert report["outcome"] == "promoted"  # the first champions, on a clean checkout of main
+    assert report["data"]["source"] == "pulled" and report["photos"]["first_run"]
     assert "train@fer2013-vgg" in report["changes"] and report["promotion"]["fer2013"]
     assert (project / "reports/retrain/latest.md").read_text().startswith("# emowatch retrain")
     assert subprocess.run([str(BIN / "dvc"), "status", "-q"], cwd=project).returncode == 0
 
-    second = emowatch(project, "retrain", "--no-pull")
+    second = emowatch(project, "retrain")
     assert second.returncode == retrain.Outcome.NOTHING_TO_DO, second.stdout + second.stderr
     again = json.loads((project / "reports/retrain/latest.json").read_text())
     assert again["outcome"] == "nothing to do" and again["changes"] == {}
     assert again["champions_after"] == report["champions_after"]  # the champion kept
+    before = report["champions_after"]["photos"]["version"]
+
+    # Kim's photos; the gate: floors off (tiny), no comparison with the champion.
+    kim = commit_person_and_gate(
+        project, "KK", 10, {"  promotion:\n": "  promotion:\n    compare: []\n"}
+    )
+    better = emowatch(project, "retrain")
+    assert better.returncode == retrain.Outcome.PROMOTED, better.stdout[-3000:] + better.stderr
+    report = json.loads((project / "reports/retrain/latest.json").read_text())
+    assert [a["file"] for a in report["photos"]["added"]] == sorted(kim)
+    assert {a["status"] for a in report["photos"]["added"]} <= {"ok", "multiple_faces"}
+    assert len({a["split"] for a in report["photos"]["added"]}) == 1  # one person, one split
+    assert "crop_faces" in report["changes"]  # stale before the run: the photos changed
+    ran = set(report["ran"])  # what dvc repro re-ran: the photo models, trained and evaluated
+    assert {"crop_faces", "train@photos-cnn1", "evaluate@photos-cnn1", "promote@photos"} <= ran
+    assert "train@fer2013-vgg" not in ran  # FER2013 training saw nothing new
+    assert report["promotion"]["photos"]["promoted"] is True
+    assert report["champions_after"]["photos"]["version"] > before
+    text = (project / "reports/retrain/latest.md").read_text()
+    assert "4 new: " in text and kim[0] in text and "## Promotion gate" in text
+
+    # Lee's photos; the gate: a deployed-path floor above 1 (no model can reach it).
+    champion = report["champions_after"]
+    worse = {"photos: 0.0}": "photos: 1.01}", "fer2013: 0.0,": "fer2013: 1.01,"}
+    lee = commit_person_and_gate(project, "LL", 11, worse)
+    refused = emowatch(project, "retrain")
+    assert refused.returncode == retrain.Outcome.KEPT_CHAMPION, refused.stdout[-3000:]
+    report = json.loads((project / "reports/retrain/latest.json").read_text())
+    assert [a["file"] for a in report["photos"]["added"]] == sorted(lee)
+    assert "train@photos-cnn1" in report["ran"]
+    assert report["promotion"]["photos"]["promoted"] is False
+    assert "below the floor 1.01" in report["promotion"]["photos"]["reason"]
+    assert report["champions_after"] == champion
+
+    quiet = emowatch(project, "retrain")
+    assert quiet.returncode == retrain.Outcome.NOTHING_TO_DO, quiet.stdout[-3000:]
 
     # An experiment re-evaluates, registers and runs the gate, but never moves production.
-    champion = report["champions_after"]["fer2013"]["version"]
+    fer_champion = champion["fer2013"]["version"]
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
     env.pop("MLFLOW_TRACKING_URI", None)
     exp = subprocess.run(
@@ -159,7 +204,7 @@ def test_retrain_twice_end_to_end_on_the_tiny_profile(tmp_path):
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     name = "emowatch-fer2013"
-    assert int(client.get_model_version_by_alias(name, "champion").version) == champion
+    assert int(client.get_model_version_by_alias(name, "champion").version) == fer_champion
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert challenger.tags["experiment"].startswith("inside `dvc exp run`")
     assert challenger.tags["tta"] == "none"
@@ -181,53 +226,3 @@ def commit_person_and_gate(project: Path, subject: str, s: int, gate: dict[str, 
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", f"photos of {subject}; the gate")
     return added
-
-
-@pytest.mark.slow
-def test_a_new_person_end_to_end_with_exact_exit_codes(tmp_path):
-    """The business's scenario: photos of a new person arrive, committed with DVC; retrain
-    crops them, retrains and re-evaluates the photo models, lists the new files and the gate's
-    decision. A gate the challenger passes by construction promotes it (0), a floor no model can
-    reach refuses the next one (10), and a run with nothing new does nothing (11)."""
-    project = tiny_project(tmp_path / "shop", remote=tmp_path / "remote")
-    first = emowatch(project, "retrain")
-    assert first.returncode == retrain.Outcome.PROMOTED, first.stdout[-3000:] + first.stderr
-    report = json.loads((project / "reports/retrain/latest.json").read_text())
-    assert report["data"]["source"] == "pulled" and report["photos"]["first_run"]
-    before = report["champions_after"]["photos"]["version"]
-
-    # 1. Kim's photos; the gate: floors off (tiny), no comparison with the champion.
-    kim = commit_person_and_gate(
-        project, "KK", 10, {"  promotion:\n": "  promotion:\n    compare: []\n"}
-    )
-    better = emowatch(project, "retrain")
-    assert better.returncode == retrain.Outcome.PROMOTED, better.stdout[-3000:] + better.stderr
-    report = json.loads((project / "reports/retrain/latest.json").read_text())
-    assert [a["file"] for a in report["photos"]["added"]] == sorted(kim)
-    assert {a["status"] for a in report["photos"]["added"]} <= {"ok", "multiple_faces"}
-    assert len({a["split"] for a in report["photos"]["added"]}) == 1  # one person, one split
-    assert "crop_faces" in report["changes"]  # stale before the run: the photos changed
-    ran = set(report["ran"])  # what dvc repro re-ran: the photo models, trained and evaluated
-    assert {"crop_faces", "train@photos-cnn1", "evaluate@photos-cnn1", "promote@photos"} <= ran
-    assert "train@fer2013-vgg" not in ran  # FER2013 training saw nothing new
-    assert report["promotion"]["photos"]["promoted"] is True
-    assert report["champions_after"]["photos"]["version"] > before
-    text = (project / "reports/retrain/latest.md").read_text()
-    assert "4 new: " in text and kim[0] in text and "## Promotion gate" in text
-
-    # 2. Lee's photos; the gate: a deployed-path floor above 1 (no model can reach it).
-    champion = report["champions_after"]
-    worse = {"photos: 0.0}": "photos: 1.01}", "fer2013: 0.0,": "fer2013: 1.01,"}
-    lee = commit_person_and_gate(project, "LL", 11, worse)
-    refused = emowatch(project, "retrain")
-    assert refused.returncode == retrain.Outcome.KEPT_CHAMPION, refused.stdout[-3000:]
-    report = json.loads((project / "reports/retrain/latest.json").read_text())
-    assert [a["file"] for a in report["photos"]["added"]] == sorted(lee)
-    assert "train@photos-cnn1" in report["ran"]
-    assert report["promotion"]["photos"]["promoted"] is False
-    assert "below the floor 1.01" in report["promotion"]["photos"]["reason"]
-    assert report["champions_after"] == champion
-
-    # 3. Nothing new.
-    again = emowatch(project, "retrain")
-    assert again.returncode == retrain.Outcome.NOTHING_TO_DO, again.stdout[-3000:]

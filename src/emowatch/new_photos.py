@@ -8,6 +8,7 @@ are gone, without hashing the photos again.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,9 @@ def changes(
         "added": added,
         "from_feedback": sum(Path(a["file"]).name.startswith(feedback_prefix) for a in added),
         "removed": sorted(set(old) - set(new)),
-        "added_by_status": _count(a["status"] for a in added),
-        "added_by_split": _count(str(a["split"]) for a in added),
+        "added_by_status": dict(Counter(a["status"] for a in added)),
+        "added_by_split": dict(Counter(str(a["split"]) for a in added)),
     }
-
-
-def _count(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
 
 
 def markdown(found: dict[str, Any], limit: int = 40) -> list[str]:

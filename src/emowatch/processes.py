@@ -48,27 +48,43 @@ def signals_as_interrupted() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def sigterm_as_keyboard_interrupt() -> None:
-    """From now on SIGTERM (systemd, a container stop) ends the program like Ctrl-C does, so
-    that its `finally` blocks run (main thread only; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM (systemd, a container stop, `kill`) ends the work as Ctrl-C does, so that
+    `finally` blocks and KeyboardInterrupt handlers run (main thread only; elsewhere signals are
+    left alone)."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exists(send, target: int) -> bool:
+    try:
+        send(target, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, but another user's
+        return True
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists (zombies included)."""
+    return _exists(os.kill, pid)
 
 
 def group_alive(pgid: int) -> bool:
     """Some process of the group still exists (zombies included)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _exists(os.killpg, pgid)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

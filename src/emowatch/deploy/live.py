@@ -34,6 +34,12 @@ class AckError(Exception):
         self.status = status
 
 
+def staff_event(name: str, alert: dict[str, Any], by: str, **what: Any) -> dict[str, Any]:
+    """What staff did with an alert, as an event to log and send (the name cut to 80 chars)."""
+    event = {"event": name, "time": now_iso(), "alert_id": alert.get("alert_id")}
+    return event | {"alert_time": alert.get("time"), **what, "by": by[:80] or "staff"}
+
+
 @dataclass
 class CameraView:
     """One camera's latest frame (JPEG), the faces tracked now and its status."""
@@ -135,14 +141,7 @@ class LiveState:
             alert = self._listed(alert_id)
             if alert.get("feedback"):
                 raise AckError(f"alert {alert_id!r} already has feedback", 409)
-            event = {
-                "event": "alert_feedback",
-                "time": now_iso(),
-                "alert_id": alert_id,
-                "alert_time": alert.get("time"),
-                "label": label,
-                "by": by[:80] or "staff",
-            }
+            event = staff_event("alert_feedback", alert, by, label=label)
             alert["feedback"] = {"label": label, "by": event["by"], "time": event["time"]}
             return event, dict(alert), self.faces_held.pop(alert_id, None)
 
@@ -159,14 +158,7 @@ class LiveState:
             alert = self._listed(alert_id)
             if alert["acknowledged"]:
                 raise AckError(f"alert {alert_id!r} is already acknowledged", 409)
-            event = {
-                "event": "alert_acknowledged",
-                "time": now_iso(),
-                "alert_id": alert_id,
-                "alert_time": alert.get("time"),
-                "track": alert.get("track"),
-                "by": by[:80] or "staff",
-            }
+            event = staff_event("alert_acknowledged", alert, by, track=alert.get("track"))
             alert["acknowledged"] = {"time": event["time"], "by": event["by"]}
             return event
 

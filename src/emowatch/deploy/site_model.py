@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
+from emowatch.data import photos
 
 AUTO = "auto"
 
@@ -26,11 +27,9 @@ class Choice:
 
 
 def photo_count(cfg: DictConfig, root: Path | None) -> int:
-    """Photos under data.photos.root, hidden files aside (0 when the folder is missing)."""
+    """The files the crop stage would read under data.photos.root (0 without the folder)."""
     folder = resolve_path(cfg.data.photos.root, root)
-    if not folder.is_dir():
-        return 0
-    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return len(photos.list_photos(folder)) if folder.is_dir() else 0
 
 
 def _figures(version) -> str:

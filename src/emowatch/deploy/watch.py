@@ -434,52 +434,53 @@ def main(
     classifier = load_classifier(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     page = None
-    sigterm_as_keyboard_interrupt()  # systemctl stop: video finalised, summary, webhooks flushed
-    camera = camera_name(wcfg, source)
-    if serve is not None:
-        page = open_page(wcfg, serve, events, alert_sinks, root, [camera])
-        on_frame = chain(on_frame, page.state.publish)
-    watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
-    equip(watcher, wcfg, resolve_model(cfg, model, root, say=False), root, camera, page)
-    if out is not None:
-        watcher.fps = video_fps(source)
-    # A served video file plays at its own pace, as a camera would deliver it.
-    realtime = page is not None and wcfg.serve.realtime and kind_of(source) == "video"
-    start, last, interrupted, closed = time.perf_counter(), None, False, False
-    try:
+    # systemctl stop ends it as Ctrl-C does: video finalised, summary printed, webhooks flushed.
+    with sigterm_as_keyboard_interrupt():
+        camera = camera_name(wcfg, source)
+        if serve is not None:
+            page = open_page(wcfg, serve, events, alert_sinks, root, [camera])
+            on_frame = chain(on_frame, page.state.publish)
+        watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
+        equip(watcher, wcfg, resolve_model(cfg, model, root, say=False), root, camera, page)
+        if out is not None:
+            watcher.fps = video_fps(source)
+        # A served video file plays at its own pace, as a camera would deliver it.
+        realtime = page is not None and wcfg.serve.realtime and kind_of(source) == "video"
+        start, last, interrupted, closed = time.perf_counter(), None, False, False
         try:
-            for frame in frames:
-                if realtime:
-                    time.sleep(max(0.0, frame.time_s - (time.perf_counter() - start)))
-                watcher.step(frame)
-                last = frame
-                if wcfg.max_frames and watcher.summary.frames >= wcfg.max_frames:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted", file=sys.stderr)
-        watcher.summary.wall_s = time.perf_counter() - start
-        watcher.close(last)  # open tracks end with the source, not with the page
-        closed = True
-        if page is not None and not interrupted:
-            page.state.source_state("ended", f"{watcher.summary.frames} frames")
-            if wcfg.serve.keep_serving:
-                with contextlib.suppress(KeyboardInterrupt):
-                    page.wait()
-    except Exception as err:
-        if page is not None:
-            page.state.source_state("error", str(err))
-        raise
-    finally:
-        summary = watcher.summary if closed else watcher.close(last)
-        summary.wall_s = summary.wall_s or time.perf_counter() - start
-        if page is not None:
-            page.stop()
-        event = summary.as_event()
-        event |= alert_sinks.close()
-        events.send(event)
-        events.close()
-    return summary
+            try:
+                for frame in frames:
+                    if realtime:
+                        time.sleep(max(0.0, frame.time_s - (time.perf_counter() - start)))
+                    watcher.step(frame)
+                    last = frame
+                    if wcfg.max_frames and watcher.summary.frames >= wcfg.max_frames:
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+                print("interrupted", file=sys.stderr)
+            watcher.summary.wall_s = time.perf_counter() - start
+            watcher.close(last)  # open tracks end with the source, not with the page
+            closed = True
+            if page is not None and not interrupted:
+                page.state.source_state("ended", f"{watcher.summary.frames} frames")
+                if wcfg.serve.keep_serving:
+                    with contextlib.suppress(KeyboardInterrupt):
+                        page.wait()
+        except Exception as err:
+            if page is not None:
+                page.state.source_state("error", str(err))
+            raise
+        finally:
+            summary = watcher.summary if closed else watcher.close(last)
+            summary.wall_s = summary.wall_s or time.perf_counter() - start
+            if page is not None:
+                page.stop()
+            event = summary.as_event()
+            event |= alert_sinks.close()
+            events.send(event)
+            events.close()
+        return summary
 
 
 def camera_name(wcfg: DictConfig, source: str) -> str:
@@ -532,64 +533,64 @@ def main_many(
     wcfg = cfg.deploy.watch
     classifier = load_classifier(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
-    sigterm_as_keyboard_interrupt()
-    names = cameras.camera_names(sources)
-    page = open_page(wcfg, serve, events, alert_sinks, root, names) if serve else None
+    with sigterm_as_keyboard_interrupt():
+        names = cameras.camera_names(sources)
+        page = open_page(wcfg, serve, events, alert_sinks, root, names) if serve else None
 
-    def report(event: dict[str, Any]) -> None:
-        events.send(event)
-        if page is not None and event.get("event") == "camera_error":
-            page.state.source_state("error", event["error"], camera=event["camera"])
+        def report(event: dict[str, Any]) -> None:
+            events.send(event)
+            if page is not None and event.get("event") == "camera_error":
+                page.state.source_state("error", event["error"], camera=event["camera"])
 
-    feeds = cameras.open_feeds(
-        sources, names, wcfg.reconnect_attempts, wcfg.reconnect_wait_s, report
-    )
-    if not feeds:
-        if page is not None:
-            page.stop()
-        events.close()
-        raise WatchError(f"none of the {len(sources)} sources could be opened (see above)")
-    spec = resolve_model(cfg, model, root, say=False)
-    watchers: dict[str, Watcher] = {}
-    for feed in feeds:
-        path = out.with_name(f"{out.stem}-{feed.name}{out.suffix}") if out else None
-        w = Watcher(classifier, wcfg, events, alert_sinks, path)
-        w.camera = feed.name
-        if path is not None:
-            w.fps = video_fps(feed.spec)
-        equip(w, wcfg, spec, root, feed.name, page)
-        if page is not None:
-            w.on_frame = functools.partial(page.state.publish, camera=feed.name)
-        watchers[feed.name] = w
+        feeds = cameras.open_feeds(
+            sources, names, wcfg.reconnect_attempts, wcfg.reconnect_wait_s, report
+        )
+        if not feeds:
+            if page is not None:
+                page.stop()
+            events.close()
+            raise WatchError(f"none of the {len(sources)} sources could be opened (see above)")
+        spec = resolve_model(cfg, model, root, say=False)
+        watchers: dict[str, Watcher] = {}
+        for feed in feeds:
+            path = out.with_name(f"{out.stem}-{feed.name}{out.suffix}") if out else None
+            w = Watcher(classifier, wcfg, events, alert_sinks, path)
+            w.camera = feed.name
+            if path is not None:
+                w.fps = video_fps(feed.spec)
+            equip(w, wcfg, spec, root, feed.name, page)
+            if page is not None:
+                w.on_frame = functools.partial(page.state.publish, camera=feed.name)
+            watchers[feed.name] = w
 
-    def ended(name: str, error: str | None) -> None:
-        if page is not None:
-            done = f"{watchers[name].summary.frames} frames"
-            page.state.source_state("error" if error else "ended", error or done, camera=name)
+        def ended(name: str, error: str | None) -> None:
+            if page is not None:
+                done = f"{watchers[name].summary.frames} frames"
+                page.state.source_state("error" if error else "ended", error or done, camera=name)
 
-    start = time.perf_counter()
-    try:
-        cameras.run(feeds, watchers, classifier, report, wcfg.max_frames, ended)
-        if page is not None and wcfg.serve.keep_serving:
-            page.wait()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-    finally:
-        wall = time.perf_counter() - start
-        summaries = {}
-        for name, w in watchers.items():
-            summaries[name] = w.close(w.last_frame)
-            summaries[name].wall_s = wall
-            events.send(summaries[name].as_event() | {"camera": name})
-        frames = sum(x.frames for x in summaries.values())
-        total = {"event": "summary", "time": now_iso(), "cameras": list(summaries)}
-        total |= {"frames": frames, "fps": round(frames / wall, 2) if wall else None}
-        events.send(total | {"alerts": sum(x.alerts for x in summaries.values())})
-        if page is not None:
-            page.stop()
-        events.send(alert_sinks.close() | {"event": "sinks", "time": now_iso()})
-        events.close()
-    return summaries
+        start = time.perf_counter()
+        try:
+            cameras.run(feeds, watchers, classifier, report, wcfg.max_frames, ended)
+            if page is not None and wcfg.serve.keep_serving:
+                page.wait()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+        finally:
+            wall = time.perf_counter() - start
+            summaries = {}
+            for name, w in watchers.items():
+                summaries[name] = w.close(w.last_frame)
+                summaries[name].wall_s = wall
+                events.send(summaries[name].as_event() | {"camera": name})
+            frames = sum(x.frames for x in summaries.values())
+            total = {"event": "summary", "time": now_iso(), "cameras": list(summaries)}
+            total |= {"frames": frames, "fps": round(frames / wall, 2) if wall else None}
+            events.send(total | {"alerts": sum(x.alerts for x in summaries.values())})
+            if page is not None:
+                page.stop()
+            events.send(alert_sinks.close() | {"event": "sinks", "time": now_iso()})
+            events.close()
+        return summaries
 
 
 def chain(*callbacks: Any) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from emowatch.config import find_root, resolve_path
+from emowatch.processes import pid_alive, sigterm_as_keyboard_interrupt
 
 TAG_STAGE = "emowatch.stage"
 TAG_COMMIT = "emowatch.git_commit"
@@ -120,16 +120,6 @@ def run_tags(stage: str, root: Path | None = None) -> dict[str, str]:
     return tags
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def close_orphaned_runs(experiment_id: str, stage: str) -> list[str]:
     """Mark KILLED the RUNNING runs of `stage` whose process on this host is gone."""
     client = MlflowClient()
@@ -144,7 +134,7 @@ def close_orphaned_runs(experiment_id: str, stage: str) -> list[str]:
         if tags.get(TAG_HOST) != host:
             continue
         pid = int(tags.get(TAG_PID, "0") or 0)
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             continue
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
@@ -167,24 +157,6 @@ def close_pipeline_runs(cfg: DictConfig, pipeline_id: str, root: Path | None = N
     for run in runs:
         client.set_terminated(run.info.run_id, status="KILLED")
     return [run.info.run_id for run in runs]
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (what `kill` and schedulers send) into KeyboardInterrupt while inside."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -215,7 +187,7 @@ def stage_run(
         log_system_metrics=system_metrics or None,
     )
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_keyboard_interrupt():
             if params:
                 log_params(params)
             yield run

@@ -52,6 +52,8 @@ def isolated(tmp: Path, data_dir: Path) -> list[str]:
         f"paths.reports_dir={tmp / 'reports'}",
         f"tracking.db={tmp / 'mlflow.db'}",
         f"tracking.artifacts_dir={tmp / 'mlartifacts'}",
+        f"retrain.drift.reference_dir={tmp / 'drift'}",
+        f"deploy.watch.feedback.dir={tmp / 'feedback'}",
         # a temp project is no git checkout, so never production: say why aliases may move
         "registry.production.override=test project",
     ]

@@ -76,10 +76,13 @@ def aggregate(records: list[dict[str, Any]], bins: int) -> dict[str, Any]:
 def model_identity(cfg: DictConfig, spec: str, root: Path | None) -> tuple[str, str]:
     """(a cache key naming exactly one model, its dataset) for a registry URI or model folder."""
     path = Path(spec)
-    if path.is_dir():
-        weights = next(iter(sorted(path.glob("*.pt"))), None)
-        stamp = int(weights.stat().st_mtime) if weights else 0
-        return f"{path.parent.name}-{path.name}-{stamp}", path.parent.name
+    if path.is_dir():  # the weights and the choices its evaluation made, as a version would
+        from emowatch.deploy.watch import evaluated_choices
+        from emowatch.training.fit import file_hash, fingerprint
+
+        chosen = evaluated_choices(cfg, path, root, need_threshold=False)
+        key = fingerprint(file_hash(path / "model.ckpt"), chosen)
+        return f"{path.parent.name}-{path.name}-{key}", path.parent.name
     if not spec.startswith("models:/"):
         raise ValueError(f"{spec!r} is neither a model folder nor a models:/ URI")
     from mlflow.tracking import MlflowClient

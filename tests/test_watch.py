@@ -355,3 +355,19 @@ def test_watch_command_takes_several_sources_then_overrides(trained, tmp_path):
     events = events_of(done.stdout)
     alerts = [e for e in events if e["event"] == "alert"]
     assert {e["camera"] for e in alerts} == {"a", "b"}  # k=1 reached the watcher
+
+
+def test_a_signal_during_a_frame_lands_after_it():
+    """The frame being written and counted when SIGTERM comes is finished first (the race
+    behind a video with one frame more than the summary)."""
+    from emowatch.processes import signals_deferred, sigterm_as_keyboard_interrupt
+
+    done = []
+    with sigterm_as_keyboard_interrupt(), pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler would have run here, without the deferral
+            done.append("written")
+            done.append("counted")
+        done.append("next frame")
+    assert done == ["written", "counted"]

@@ -67,6 +67,30 @@ def sigterm_as_keyboard_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on them as before (main thread
+    only; elsewhere Python never raises them anyway), so that work which must not be cut in two
+    (a frame written to the video and counted in the summary) is done whole or not at all.
+    Handlers rather than a signal mask: a mask holds one thread, and a signal sent to the
+    process is then taken by another (the camera readers, the live page)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _f: held.append(n)) for s in HELD}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # the handler in force before acts on it now
+
+
 def _exists(send, target: int) -> bool:
     try:
         send(target, 0)

@@ -39,7 +39,7 @@ from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
 from emowatch.errors import UnsafeModelError
-from emowatch.processes import sigterm_as_keyboard_interrupt
+from emowatch.processes import signals_deferred, sigterm_as_keyboard_interrupt
 
 if TYPE_CHECKING:
     from emowatch.deploy.server import ServeOptions
@@ -292,9 +292,10 @@ class Watcher:
                 self.stats.add(preds)
             self.last = (self.update_tracks(frame, seen.gray, preds), preds)
         tracks, preds = self.last
-        if self.out or self.show or self.on_frame:
-            self.render(frame, tracks, preds)
-        s.frames += 1
+        with signals_deferred():  # a Ctrl-C/SIGTERM lands between frames, never inside one
+            if self.out or self.show or self.on_frame:
+                self.render(frame, tracks, preds)
+            s.frames += 1
         self.last_frame = frame
 
     def update_tracks(

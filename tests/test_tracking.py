@@ -35,6 +35,7 @@ def test_embedded_store_keeps_artifacts_in_the_project(make_cfg, tmp_path):
 
 def test_run_is_tagged_and_finished(make_cfg, monkeypatch):
     monkeypatch.setenv("EMOWATCH_PIPELINE_ID", "repro-1")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     cfg = make_cfg()
     with runs.stage_run(cfg, "unit", params={"a": [1, 2], "long": "x" * 7000}) as run:
         mlflow.log_metric("m", 1.0)
@@ -45,6 +46,9 @@ def test_run_is_tagged_and_finished(make_cfg, monkeypatch):
     assert tags["emowatch.data_hash"] == runs.data_hash()
     assert tags["mlflow.source.git.commit"] == tags["emowatch.git_commit"]
     assert got.data.params["a"] == "[1, 2]" and got.data.params["long"].endswith("...")
+    assert tags["emowatch.dvc_experiment"] == "workspace"
+    monkeypatch.setenv("DVC_EXP_NAME", "swa")  # what `dvc exp run` sets for its stages
+    assert runs.run_tags("unit")["emowatch.dvc_experiment"] == "swa"
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,17 @@ def test_train_writes_model_reports_metrics_and_mlflow_run(tiny_fer, tmp_path):
     )
     history = client.get_metric_history(run.info.run_id, "val/recall_angry")
     assert len(history) == 2  # per epoch
+    # Each split is a dataset input of the run, its digest the hash of the faces trained on.
+    from emowatch.data.datamodule import load_dataset
+
+    digests = train.split_digests(load_dataset(cfg, "fer2013"))
+    inputs = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"train", "val", "test"}
+    assert {k: d.digest for k, d in inputs.items()} == {k: v[:36] for k, v in digests.items()}
+    assert inputs["val"].name == "fer2013-val"
     assert "best_test/accuracy" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {
@@ -89,9 +100,12 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tiny_fer, tmp_path, monk
     cfg = tiny_fer("train.fer2013.max_epochs=3")
     original = fit.build_trainer
 
-    def crashing(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra=(), patience=None):
+    def crashing(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra=(), patience=None,
+                 **kwargs):  # fmt: skip
         extra = [*extra, Crash()]
-        return original(cfg, dataset, max_epochs, ckpt_dir, logger, history, extra, patience)
+        return original(
+            cfg, dataset, max_epochs, ckpt_dir, logger, history, extra, patience, **kwargs
+        )
 
     monkeypatch.setattr(train, "build_trainer", crashing)
     with pytest.raises(RuntimeError, match="power cut"):
@@ -177,3 +191,23 @@ def test_ddp_two_processes_log_one_run(tiny_fer, tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["trainer.precision"] == "32-true"
     assert "best_test/accuracy" in runs[0].data.metrics
+
+
+def test_swa_mixing_and_class_weight_train_and_val_chooses_the_checkpoint(tiny_fer, tmp_path):
+    """The options of issue 17 on a tiny vgg: SWA over the last epochs (Lightning adds one
+    epoch that refreshes BatchNorm under the averaged weights), MixUp/CutMix batches, angry's
+    loss weight. The kept checkpoint is the best on val among all epochs, the average's too."""
+    cfg = tiny_fer(
+        "models.vgg.max_epochs=3",
+        "models.vgg.swa={lr: 0.01, epoch_start: 2, annealing_epochs: 1}",
+        "models.vgg.mix={mixup_alpha: 0.2, cutmix_alpha: 1.0, p: 1.0}",
+        "models.vgg.class_weight={angry: 2.0}",
+    )
+    metrics = train.main(cfg, "fer2013", "vgg")
+    rows = (tmp_path / "reports/train/fer2013/vgg/curves.csv").read_text().splitlines()[1:]
+    assert metrics["epochs"] == len(rows) == 4  # 3 + the BatchNorm epoch of the average
+    import csv
+
+    curves = list(csv.DictReader((tmp_path / "reports/train/fer2013/vgg/curves.csv").open()))
+    best = max(range(len(curves)), key=lambda i: float(curves[i]["val/acc"]))
+    assert metrics["best_epoch"] == best

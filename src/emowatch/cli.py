@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from emowatch import config
+from emowatch import config, noise
+
+noise.quiet()  # every command: dependencies' known warnings and tips, by message and module
 
 app = typer.Typer(
     help="emowatch: train, track, promote and deploy facial-expression models that catch "

@@ -3,6 +3,10 @@
 Metrics per split with torchmetrics: accuracy, macro-F1, per-class recall (logged as
 `<split>/recall_<class>`, so `val/recall_angry` by name) and, on val/test, the precision on angry
 at the target recall (`<split>/precision_angry_at_recall`), the tuning objective.
+
+Two training-only options: a batch transform that mixes images and labels (torchvision's
+MixUp/CutMix, built by `training.mixing`), and channels-last memory format (oneDNN's faster
+convolution layout on CPU: +27% images/s for vgg in bf16 on the 2-core EPYC).
 """
 
 from __future__ import annotations
@@ -41,10 +45,13 @@ class EmotionClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         target_recall: float = 0.8,
         angry_class: str = "angry",
+        batch_transform: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-        self.net = net
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "batch_transform"])
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.batch_transform = batch_transform
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.classes = list(classes)
@@ -80,8 +87,14 @@ class EmotionClassifier(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
+        target = y
+        if split == "train" and self.batch_transform is not None:
+            x, target = self.batch_transform(x, y)  # soft targets (N, classes)
+            y = target.argmax(dim=1)  # the dominant class, for the train metrics
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self(x)
-        loss = self.criterion(logits, y)
+        loss = self.criterion(logits, target)
         metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[
             split
         ]

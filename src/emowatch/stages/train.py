@@ -9,11 +9,14 @@ never used to choose). A run killed mid-way resumes from its last checkpoint on 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
 import lightning.pytorch as L
 import mlflow
+import mlflow.data
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.loggers import MLFlowLogger
@@ -22,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import augmentation
-from emowatch.data.datamodule import SplitArrays, load_dataset
+from emowatch.data.datamodule import SplitArrays, load_dataset, subsample
 from emowatch.errors import DataError
 from emowatch.files import write_json
 from emowatch.models.backbones import resolve_weights
@@ -122,6 +125,40 @@ def input_files(
     return files
 
 
+def training_share(arrays: SplitArrays, mcfg: DictConfig, seed: int) -> SplitArrays:
+    """The training split cut to the model's `train_fraction` (stratified, seeded): how the CPU
+    profile keeps ResNet50 from random weights to a run that only shows the stage working."""
+    fraction = float(mcfg.get("train_fraction") or 1.0)
+    if fraction >= 1.0:
+        return arrays
+    x, y = dict(arrays.x), dict(arrays.y)
+    x["train"], y["train"] = subsample(arrays.x["train"], arrays.y["train"], fraction, seed)
+    return SplitArrays(x, y, arrays.classes)
+
+
+def log_inputs(arrays: SplitArrays, dataset: str, digests: dict[str, str]) -> None:
+    """Each split as an MLflow dataset input (context = split, digest = its data hash), so the
+    runs table can be filtered and compared by the data a run saw."""
+    for split in ("train", "val", "test"):
+        data = mlflow.data.from_numpy(
+            arrays.x[split],
+            targets=arrays.y[split],
+            name=f"{dataset}-{split}",
+            digest=digests[split],
+        )
+        mlflow.log_input(data, context=split)
+
+
+def split_digests(arrays: SplitArrays) -> dict[str, str]:
+    """The md5 of each split's images and labels as trained on (after any cut)."""
+    digests = {}
+    for split in ("train", "val", "test"):
+        h = hashlib.md5(np.ascontiguousarray(arrays.x[split]).tobytes())
+        h.update(np.ascontiguousarray(arrays.y[split]).tobytes())
+        digests[split] = h.hexdigest()
+    return digests
+
+
 def evaluate_best(
     module: L.LightningModule, arrays: SplitArrays, mean: float, std: float
 ) -> dict[str, tuple]:
@@ -158,8 +195,9 @@ def fit_model(
     max_epochs = mcfg.get("max_epochs") or cfg.train[dataset].max_epochs
     patience = mcfg.get("early_stopping_patience")
     trainer = build_trainer(
-        cfg, dataset, max_epochs, ckpt_dir, logger, history, phases(mcfg), patience
-    )
+        cfg, dataset, max_epochs, ckpt_dir, logger, history, phases(mcfg), patience,
+        swa=mcfg.get("swa"),
+    )  # fmt: skip
     if last:
         print(f"resuming {dataset}-{model} from {last}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
@@ -170,7 +208,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     """Train `model` on `dataset`; returns the metrics written to the stage's metrics JSON."""
     tcfg = cfg.train
     mcfg, batch_size, tuned, source = model_config(cfg, dataset, model, root)
-    arrays = load_dataset(cfg, dataset, root)
+    arrays = training_share(load_dataset(cfg, dataset, root), mcfg, cfg.seed)
     augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
     augment = augmentation.select(augment, cfg.augment, mcfg.get("augment"))
     name = f"{dataset}-{model}"
@@ -228,6 +266,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         system_metrics=True,
     ) as run:
         record_state(ckpt_dir, key, run.info.run_id, done=False)
+        log_inputs(arrays, dataset, split_digests(arrays))
         logger = MLFlowLogger(
             experiment_name=cfg.tracking.experiment,
             tracking_uri=tracking_uri(cfg, root),

@@ -31,6 +31,9 @@ TAG_DATA = "emowatch.data_hash"
 TAG_PIPELINE = "emowatch.pipeline_id"
 TAG_HOST = "emowatch.host"
 TAG_PID = "emowatch.pid"
+# The DVC experiment a run belongs to (`dvc exp run -n NAME`; "workspace" outside one): the
+# MLflow runs table groups and filters by it, beside `dvc exp show`.
+TAG_EXPERIMENT = "emowatch.dvc_experiment"
 PIPELINE_ENV = "EMOWATCH_PIPELINE_ID"
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
@@ -113,6 +116,7 @@ def run_tags(stage: str, root: Path | None = None) -> dict[str, str]:
         TAG_DATA: data_hash(root),
         TAG_HOST: socket.gethostname(),
         TAG_PID: str(os.getpid()),
+        TAG_EXPERIMENT: os.environ.get("DVC_EXP_NAME") or "workspace",
         "mlflow.source.git.commit": sha,
     }
     # One id per reproduction: set by `make run` / retrain, else the commit (and dirtiness).

@@ -19,11 +19,13 @@ from lightning.pytorch.callbacks import (
     EarlyStopping,
     LearningRateMonitor,
     ModelCheckpoint,
+    StochasticWeightAveraging,
 )
 from omegaconf import DictConfig, OmegaConf
 
 from emowatch.data.datamodule import FaceDataModule, SplitArrays, to_tensor
 from emowatch.models.classifier import EmotionClassifier
+from emowatch.training import mixing, precision, progress
 
 
 def apply_params(
@@ -67,10 +69,29 @@ def build_module(
         scheduler=scheduler,
         scheduler_interval="step" if per_step else "epoch",
         scheduler_total_steps=per_step,
-        class_weights=weights,
+        class_weights=loss_weights(model_cfg, weights, arrays.classes),
         label_smoothing=label_smoothing(cfg, model_cfg, dataset),
         target_recall=cfg.train.target_recall,
+        batch_transform=mixing.build(model_cfg.get("mix"), len(arrays.classes)),
+        channels_last=bool(cfg.train.get("channels_last", False)),
     )
+
+
+def loss_weights(
+    model_cfg: DictConfig, weights: list[float] | None, classes: list[str]
+) -> list[float] | None:
+    """The dataset's class weights (`balance: weights`, else 1) times the model's own
+    `class_weight:` per class name (class-aware loss, e.g. `{angry: 2.0}`)."""
+    extra = model_cfg.get("class_weight") or {}
+    unknown = sorted(set(extra) - set(classes))
+    if unknown:
+        raise ValueError(f"class_weight names unknown classes {unknown} (classes: {classes})")
+    if not extra:
+        return weights
+    out = list(weights) if weights else [1.0] * len(classes)
+    for name, factor in extra.items():
+        out[classes.index(name)] *= float(factor)
+    return out
 
 
 def scheduler_config(cfg: DictConfig, model_cfg: DictConfig) -> DictConfig | None:
@@ -131,9 +152,12 @@ def build_trainer(
     history: EpochHistory,
     extra: Sequence[Callback] = (),
     patience: int | None = None,
+    swa: DictConfig | None = None,
 ) -> L.Trainer:
     """A Trainer with early stopping and checkpoints (best + last) on the validation monitor;
-    `patience` overrides the dataset's (a one-cycle schedule peaks mid-run)."""
+    `patience` overrides the dataset's (a one-cycle schedule peaks mid-run); `swa` adds
+    stochastic weight averaging over the last epochs (the stage then lets val choose between
+    the average and the best checkpoint)."""
     tcfg = cfg.train
     patience = patience or tcfg[dataset].early_stopping_patience
     callbacks: list[Callback] = [
@@ -141,6 +165,16 @@ def build_trainer(
         history,
         *extra,
     ]
+    if swa:
+        callbacks.append(
+            StochasticWeightAveraging(
+                swa_lrs=float(swa.lr),
+                swa_epoch_start=swa.epoch_start,
+                annealing_epochs=int(swa.annealing_epochs),
+            )
+        )
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks += progress.for_stdout()
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if ckpt_dir is not None:
@@ -162,6 +196,7 @@ def build_trainer(
         logger=logger if logger else False,
         enable_checkpointing=ckpt_dir is not None,
         default_root_dir=str(ckpt_dir) if ckpt_dir else None,
+        precision=precision.effective(cfg.trainer),
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -76,7 +77,7 @@ def profile(cfg, mcfg, arrays, augment, setting, batches: int, val_batches: int)
     dm = FaceDataModule(arrays, batch, norm.mean, norm.std, augment, num_workers=workers)
     L.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg, mcfg, arrays, "fer2013", None)
-    profiler = SimpleProfiler()
+    profiler = SimpleProfiler(dirpath=tempfile.gettempdir(), filename="bench_epoch_profile")
     trainer = L.Trainer(
         accelerator="cpu", devices=1, precision=precision, max_epochs=1,
         limit_train_batches=batches, limit_val_batches=val_batches, num_sanity_val_steps=0,

@@ -84,3 +84,16 @@ def test_a_seeded_pipeline_repeats_itself_after_loading(tmp_path):
         pipeline = augmentation.seed(augmentation.load(path), 42)
         runs.append(np.stack([pipeline(image=img)["image"] for _ in range(8)]))
     assert np.array_equal(*runs)
+
+
+def test_a_model_trains_with_the_stages_pipeline_narrowed_to_its_transforms(make_cfg, tmp_path):
+    cfg = make_cfg("~augment.transforms.dropout")
+    path = tmp_path / "p.json"
+    with pytest.raises(FileNotFoundError, match="dvc repro augment"):
+        augmentation.for_model(cfg, ["hflip"], path)
+    built = augmentation.for_model(cfg, ["hflip", "rotate"], path, build_if_missing=True)
+    assert [type(t).__name__ for t in built.transforms] == ["HorizontalFlip", "Rotate"]
+    augmentation.save(augmentation.build(make_cfg().augment), path)  # a stale stage output
+    with pytest.raises(ValueError, match="dvc repro augment"):
+        augmentation.for_model(cfg, ["hflip"], path, build_if_missing=True)
+    assert len(augmentation.for_model(make_cfg(), None, path).transforms) == 5

@@ -54,3 +54,17 @@ def select(pipeline: A.Compose, acfg: DictConfig, names: list[str] | None) -> A.
         raise ValueError(f"unknown augmentation {unknown}: the pipeline has {built}")
     chosen = [t for name, t in zip(built, pipeline.transforms, strict=True) if name in names]
     return A.Compose(chosen, seed=getattr(pipeline, "seed", None))
+
+
+def for_model(
+    cfg: DictConfig, names: list[str] | None, path: Path, *, build_if_missing: bool = False
+) -> A.Compose:
+    """The pipeline a model trains with: the `augment` stage's output at `path`, narrowed to
+    the model's `names`. A stage must train with the stage's output, so it fails when the file
+    is missing; a benchmark may build the same pipeline from config instead
+    (`build_if_missing`) to run without `dvc repro augment`."""
+    if build_if_missing and not path.is_file():
+        pipeline = build(cfg.augment, seed=cfg.seed)
+    else:
+        pipeline = load(path)
+    return select(pipeline, cfg.augment, names)

@@ -188,15 +188,19 @@ def confusion_png(
     return path
 
 
-def views(net, x_val: np.ndarray, y_val: np.ndarray, mean: float, std: float, ecfg) -> dict:
+def views(
+    net, x_val: np.ndarray, y_val: np.ndarray, mean: float, std: float, ecfg
+) -> tuple[dict, np.ndarray]:
     """The TTA decision: a fixed `evaluate.tta`, or `auto` (the rule on val over
-    `tta_candidates`). Returns {"chosen", "rule", "val_accuracy"}."""
+    `tta_candidates`). Returns ({"chosen", "rule", "val_accuracy"}, the val probabilities of
+    the chosen view, computed once)."""
     if ecfg.tta != "auto":
-        return {"chosen": ecfg.tta, "rule": "fixed by evaluate.tta", "val_accuracy": {}}
+        decision = {"chosen": ecfg.tta, "rule": "fixed by evaluate.tta", "val_accuracy": {}}
+        return decision, predict(net, x_val, mean, std, ecfg.tta)
     probs = {t: predict(net, x_val, mean, std, t) for t in ecfg.tta_candidates}
     chosen, acc = choose_tta(probs, y_val, ecfg.tta_margin)
     rule = f"a view other than none only when val accuracy rises by >= {ecfg.tta_margin}"
-    return {"chosen": chosen, "rule": rule, "val_accuracy": acc}
+    return {"chosen": chosen, "rule": rule, "val_accuracy": acc}, probs[chosen]
 
 
 def deployed_path(
@@ -303,8 +307,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     with stage_run(cfg, STAGE, run_name=run_name, params=params, root=root, tags=tags):
         (x_val, y_val), (x_test, y_test) = ((arrays.x[s], arrays.y[s]) for s in ("val", "test"))
         # Decisions: on val only.
-        tta = views(net, x_val, y_val, *norm, ecfg)
-        val_probs = predict(net, x_val, *norm, tta["chosen"])
+        tta, val_probs = views(net, x_val, y_val, *norm, ecfg)
         groups = val_groups(cfg, dataset, root)
         val = operating_point(val_probs, y_val, classes, groups, ecfg, cfg.seed)
         threshold = val["threshold_angry"]

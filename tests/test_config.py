@@ -64,3 +64,16 @@ def test_profiles_cpu_by_default_and_gpu_on_request():
     assert gpu.models.mobilenet_v2.net.resize > cpu.models.mobilenet_v2.net.resize
     assert gpu.models.vgg.max_epochs > cpu.models.vgg.max_epochs
     assert gpu.models.vgg.net.filters[-1] > cpu.models.vgg.net.filters[-1]
+
+
+def test_bytecode_caches_do_not_change_a_stages_source_deps():
+    """Stages depend on source folders (src/emowatch/training, ...); the `__pycache__` that any
+    import writes there (the tests do) must not make `dvc status` call them changed, or the
+    next `dvc repro` retrains everything."""
+    from dvc.repo import Repo
+
+    ignore = Repo(str(REPO)).dvcignore
+    training = REPO / "src" / "emowatch" / "training"
+    assert ignore.is_ignored_file(str(training / "__pycache__" / "fit.cpython-311.pyc"))
+    assert ignore.is_ignored_file(str(training / "stray.pyc"))
+    assert not ignore.is_ignored_file(str(training / "fit.py"))

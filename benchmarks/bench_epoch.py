@@ -108,12 +108,7 @@ def main() -> None:
     cfg = config.load(root / "params.yaml", args.overrides)
     mcfg = cfg.models[args.model]
     arrays, source, n_train = faces(cfg, root)
-    augment = augmentation.for_model(
-        cfg,
-        mcfg.get("augment"),
-        config.resolve_path(cfg.augment.pipeline, root),
-        build_if_missing=True,
-    )
+    augment = augmentation.for_model(cfg, mcfg.get("augment"), root, build_if_missing=True)
     batch = int(cfg.train.fer2013.batch_size)
     n_val = len(arrays.y["val"])
     print(

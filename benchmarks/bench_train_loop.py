@@ -136,12 +136,7 @@ def main() -> None:
     mcfg = cfg.models[args.model]
     batch = int(cfg.train.fer2013.batch_size)
     arrays = data(cfg, root, args.batches * batch)
-    augment = augmentation.for_model(
-        cfg,
-        mcfg.get("augment"),
-        config.resolve_path(cfg.augment.pipeline, root),
-        build_if_missing=True,
-    )
+    augment = augmentation.for_model(cfg, mcfg.get("augment"), root, build_if_missing=True)
     norm = cfg.train.fer2013.normalize
     dm = FaceDataModule(arrays, batch, norm.mean, norm.std, augment=augment, seed=cfg.seed)
     timed = args.batches - args.warmup

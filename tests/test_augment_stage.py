@@ -87,13 +87,14 @@ def test_a_seeded_pipeline_repeats_itself_after_loading(tmp_path):
 
 
 def test_a_model_trains_with_the_stages_pipeline_narrowed_to_its_transforms(make_cfg, tmp_path):
-    cfg = make_cfg("~augment.transforms.dropout")
-    path = tmp_path / "p.json"
+    path = tmp_path / "artifacts" / "p.json"  # augment.pipeline, relative to the project root
+    cfg = make_cfg("~augment.transforms.dropout", "augment.pipeline=artifacts/p.json")
     with pytest.raises(FileNotFoundError, match="dvc repro augment"):
-        augmentation.for_model(cfg, ["hflip"], path)
-    built = augmentation.for_model(cfg, ["hflip", "rotate"], path, build_if_missing=True)
+        augmentation.for_model(cfg, ["hflip"], tmp_path)
+    built = augmentation.for_model(cfg, ["hflip", "rotate"], tmp_path, build_if_missing=True)
     assert [type(t).__name__ for t in built.transforms] == ["HorizontalFlip", "Rotate"]
     augmentation.save(augmentation.build(make_cfg().augment), path)  # a stale stage output
     with pytest.raises(ValueError, match="dvc repro augment"):
-        augmentation.for_model(cfg, ["hflip"], path, build_if_missing=True)
-    assert len(augmentation.for_model(make_cfg(), None, path).transforms) == 5
+        augmentation.for_model(cfg, ["hflip"], tmp_path, build_if_missing=True)
+    whole = augmentation.for_model(make_cfg("augment.pipeline=artifacts/p.json"), None, tmp_path)
+    assert len(whole.transforms) == 5

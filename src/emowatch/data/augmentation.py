@@ -9,6 +9,8 @@ import albumentations as A
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from emowatch.config import resolve_path
+
 
 def build(acfg: DictConfig, seed: int | None = None) -> A.Compose:
     """Compose the configured transforms, in config order."""
@@ -57,12 +59,17 @@ def select(pipeline: A.Compose, acfg: DictConfig, names: list[str] | None) -> A.
 
 
 def for_model(
-    cfg: DictConfig, names: list[str] | None, path: Path, *, build_if_missing: bool = False
+    cfg: DictConfig,
+    names: list[str] | None,
+    root: Path | None = None,
+    *,
+    build_if_missing: bool = False,
 ) -> A.Compose:
-    """The pipeline a model trains with: the `augment` stage's output at `path`, narrowed to
-    the model's `names`. A stage must train with the stage's output, so it fails when the file
-    is missing; a benchmark may build the same pipeline from config instead
-    (`build_if_missing`) to run without `dvc repro augment`."""
+    """The pipeline a model trains with: the `augment` stage's output (`augment.pipeline` under
+    `root`), narrowed to the model's `names` (None: all of it). A stage must train with the
+    stage's output, so it fails when the file is missing; a benchmark may build the same
+    pipeline from config instead (`build_if_missing`) to run without `dvc repro augment`."""
+    path = resolve_path(cfg.augment.pipeline, root)
     if build_if_missing and not path.is_file():
         pipeline = build(cfg.augment, seed=cfg.seed)
     else:

@@ -209,9 +209,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     tcfg = cfg.train
     mcfg, batch_size, tuned, source = model_config(cfg, dataset, model, root)
     arrays = training_share(load_dataset(cfg, dataset, root), mcfg, cfg.seed)
-    augment = augmentation.for_model(
-        cfg, mcfg.get("augment"), resolve_path(cfg.augment.pipeline, root)
-    )
+    augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
     name = f"{dataset}-{model}"
     ckpt_dir = resolve_path(tcfg.checkpoints_dir, root) / dataset / model
     model_dir = resolve_path(tcfg.models_dir, root) / dataset / model

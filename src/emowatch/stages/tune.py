@@ -213,7 +213,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     arrays = load_dataset(cfg, dataset, root)
     x, y = subsample(arrays.x["train"], arrays.y["train"], tcfg[dataset].train_fraction, cfg.seed)
     arrays = SplitArrays({**arrays.x, "train": x}, {**arrays.y, "train": y}, arrays.classes)
-    augment = augmentation.load(resolve_path(cfg.augment.pipeline, root))
+    augment = augmentation.for_model(cfg, None, root)
     base, source = study_base(cfg, dataset, root)
     base_name = f"{source.dataset}/{tcfg.target_model}" if source else tcfg.base_model
     # What defines the study (not how many trials to run: raising n_trials continues it).

@@ -2,8 +2,9 @@
 natively.
 
 bf16-mixed roughly doubles vgg's training speed on a CPU with AVX512-BF16 or AMX (the 2-core
-EPYC: 266 -> 594 images/s); on a CPU without them oneDNN emulates bf16 and it is slower than
-fp32, which is how one 2-core machine took 110 s per vgg epoch instead of about 52 s.
+EPYC: 266 -> 594 images/s); on a CPU without them oneDNN emulates bf16, 1.6x slower than fp32
+when simulated here (`ONEDNN_MAX_CPU_ISA=AVX512_CORE`, README "Where the CPU hour goes"). One
+2-core machine's 110 s vgg epochs (against about 52 s) are consistent with that; not proven.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from emowatch import config, noise
-from emowatch.data.datamodule import load_dataset
+from emowatch.data.splits import load_dataset
 from emowatch.evaluation.loading import load_trained
 from emowatch.evaluation.predict import predict
 from emowatch.evaluation.threshold import choose_threshold

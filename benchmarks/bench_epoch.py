@@ -27,7 +27,8 @@ from lightning.pytorch.profilers import SimpleProfiler
 
 from emowatch import config, noise
 from emowatch.data import augmentation
-from emowatch.data.datamodule import FaceDataModule, SplitArrays, load_dataset
+from emowatch.data.datamodule import FaceDataModule
+from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
 from emowatch.training.fit import build_module
 from emowatch.training.precision import native_bf16

@@ -25,7 +25,8 @@ from hydra.utils import instantiate
 
 from emowatch import config
 from emowatch.data import augmentation
-from emowatch.data.datamodule import FaceDataModule, SplitArrays, load_dataset
+from emowatch.data.datamodule import FaceDataModule
+from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
 from emowatch.training.fit import build_module
 

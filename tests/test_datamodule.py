@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from emowatch.data.datamodule import FaceDataModule, SplitArrays, class_weights, subsample
+from emowatch.data.datamodule import FaceDataModule, class_weights, subsample
+from emowatch.data.splits import SplitArrays
 
 
 def arrays(n=12):

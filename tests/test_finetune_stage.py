@@ -43,7 +43,7 @@ def test_finetune_trains_a_backbone_like_any_model_and_records_its_weights(tiny_
 def test_frozen_blocks_and_their_batchnorm_statistics_do_not_move(tiny_fer, tmp_path):
     import lightning.pytorch as L
 
-    from emowatch.data.datamodule import load_dataset
+    from emowatch.data.splits import load_dataset
     from emowatch.stages.train import phases
     from emowatch.training.fit import build_datamodule, build_module
 

@@ -60,7 +60,7 @@ def test_train_writes_model_reports_metrics_and_mlflow_run(tiny_fer, tmp_path):
     history = client.get_metric_history(run.info.run_id, "val/recall_angry")
     assert len(history) == 2  # per epoch
     # Each split is a dataset input of the run, its digest the hash of the faces trained on.
-    from emowatch.data.datamodule import load_dataset
+    from emowatch.data.splits import load_dataset
 
     digests = train.split_digests(load_dataset(cfg, "fer2013"))
     inputs = {

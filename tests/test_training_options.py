@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from emowatch.data.datamodule import SplitArrays
+from emowatch.data.splits import SplitArrays
 from emowatch.models.classifier import EmotionClassifier
 from emowatch.stages.train import training_share
 from emowatch.training import fit, mixing, precision, progress

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from emowatch.data.datamodule import load_photos
+from emowatch.data.splits import load_photos
 from emowatch.errors import DataError
 from emowatch.models.nets import ConvNet
 from emowatch.stages import train, tune

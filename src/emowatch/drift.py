@@ -78,7 +78,7 @@ def model_identity(cfg: DictConfig, spec: str, root: Path | None) -> tuple[str, 
     path = Path(spec)
     if path.is_dir():  # the weights and the choices its evaluation made, as a version would
         from emowatch.deploy.watch import evaluated_choices
-        from emowatch.training.fit import file_hash, fingerprint
+        from emowatch.files import file_hash, fingerprint
 
         chosen = evaluated_choices(cfg, path, root, need_threshold=False)
         key = fingerprint(file_hash(path / "model.ckpt"), chosen)

@@ -1,9 +1,14 @@
-"""Small file helpers shared by the stages."""
+"""Small file and hashing helpers shared by the stages (free of the training stack, so that
+stages which only read models start fast)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 
 def read_json(path: Path) -> dict | None:
@@ -16,3 +21,19 @@ def write_json(path: Path, data: dict | list) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of config sections and input-file hashes."""
+    data = [
+        OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts
+    ]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
-from emowatch.data.datamodule import to_tensor
+from emowatch.data.splits import to_tensor
 from emowatch.figures import image_grid
 
 

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_curve
 
 from emowatch.config import flatten, resolve_path
-from emowatch.data.datamodule import load_dataset
+from emowatch.data.splits import load_dataset
 from emowatch.deploy.classifier import FaceClassifier, spec_of
 from emowatch.evaluation import crossfit, deployed, explain
 from emowatch.evaluation.loading import load_trained

@@ -17,7 +17,7 @@ from mlflow.entities.model_registry import ModelVersion
 from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import resolve_path
-from emowatch.data.datamodule import load_dataset
+from emowatch.data.splits import load_dataset
 from emowatch.deploy import pyfunc
 from emowatch.evaluation import crossfit, paired
 from emowatch.evaluation.predict import predict

@@ -20,10 +20,9 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.deploy import pyfunc
 from emowatch.deploy.classifier import spec_of
-from emowatch.files import write_json
+from emowatch.files import file_hash, write_json
 from emowatch.tracking import production, registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
-from emowatch.training.fit import file_hash
 
 STAGE = "register"
 

@@ -25,9 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import augmentation
-from emowatch.data.datamodule import SplitArrays, load_dataset, subsample
+from emowatch.data.datamodule import subsample
+from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
-from emowatch.files import write_json
+from emowatch.evaluation.predict import predict_proba
+from emowatch.files import file_hash, fingerprint, write_json
 from emowatch.models.backbones import resolve_weights
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
 from emowatch.training import reports, transfer
@@ -38,9 +40,6 @@ from emowatch.training.fit import (
     build_datamodule,
     build_module,
     build_trainer,
-    file_hash,
-    fingerprint,
-    predict_proba,
     record_state,
     resume_point,
     scheduler_config,

@@ -31,7 +31,9 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import augmentation
-from emowatch.data.datamodule import SplitArrays, load_dataset, subsample
+from emowatch.data.datamodule import subsample
+from emowatch.data.splits import SplitArrays, load_dataset
+from emowatch.files import file_hash, fingerprint
 from emowatch.stages.train import best_params_path, input_files
 from emowatch.tracking.runs import run_tags, stage_run, tracking_uri
 from emowatch.training import transfer
@@ -41,8 +43,6 @@ from emowatch.training.fit import (
     build_datamodule,
     build_module,
     build_trainer,
-    file_hash,
-    fingerprint,
 )
 
 STAGE = "tune"

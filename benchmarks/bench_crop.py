@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from emowatch import config
-from emowatch.data import faces, photos
+from emowatch.data import photos
 from emowatch.data.images import load_gray
+from emowatch.inference import faces
 
 ROW = "| {:<16} | {:>8} | {:>9} | {:>8} | {:>8} |"
 

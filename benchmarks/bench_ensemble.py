@@ -21,11 +21,12 @@ import time
 import numpy as np
 import torch
 
-from emowatch import config, noise
+from emowatch import config, warning_filters
 from emowatch.data.splits import load_dataset
-from emowatch.evaluation.loading import load_trained
-from emowatch.evaluation.predict import predict
-from emowatch.evaluation.threshold import choose_threshold
+from emowatch.inference.loading import load_trained
+from emowatch.inference.predict import predict
+from emowatch.inference.threshold import choose_threshold
+from emowatch.layout import Layout
 
 
 def camera_ms(nets: list[torch.nn.Module], views: list[int], repeat: int = 20) -> float:
@@ -43,7 +44,7 @@ def camera_ms(nets: list[torch.nn.Module], views: list[int], repeat: int = 20) -
 
 
 def main() -> None:
-    noise.quiet()
+    warning_filters.quiet()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--margin", type=float, default=0.005)
     args = parser.parse_args()
@@ -52,12 +53,13 @@ def main() -> None:
     arrays = load_dataset(cfg, "fer2013", root)
     x, y = arrays.x["val"], arrays.y["val"]
     angry = arrays.classes.index("angry")
-    models_dir = config.resolve_path(cfg.train.models_dir, root) / "fer2013"
-    reports = config.resolve_path(cfg.paths.reports_dir, root) / "evaluate/fer2013"
+    layout = Layout(cfg, root)
+    models_dir = layout.models_dir / "fer2013"
     members = {}
     for model_dir in sorted(p for p in models_dir.iterdir() if (p / "model.ckpt").is_file()):
         net, info = load_trained(model_dir)
-        tta = json.loads((reports / model_dir.name / "metrics.json").read_text())["tta"]["chosen"]
+        metrics = layout.model_of(model_dir).metrics
+        tta = json.loads(metrics.read_text())["tta"]["chosen"]
         norm = info["normalize"]
         probs = predict(net, x, norm["mean"], norm["std"], tta)
         members[model_dir.name] = (net, tta, probs, float(np.mean(probs.argmax(1) == y)))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from lightning.pytorch.profilers import SimpleProfiler
 
-from emowatch import config, noise
+from emowatch import config, warning_filters
 from emowatch.data import augmentation
 from emowatch.data.datamodule import FaceDataModule
 from emowatch.data.splits import SplitArrays, load_dataset
@@ -98,7 +98,7 @@ def profile(cfg, mcfg, arrays, augment, setting, batches: int, val_batches: int)
 
 
 def main() -> None:
-    noise.quiet()
+    warning_filters.quiet()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg")
     parser.add_argument("--batches", type=int, default=40)

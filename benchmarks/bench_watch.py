@@ -1,6 +1,6 @@
 """Benchmark: `emowatch watch` on camera scenes, how small a face it finds and how fast it runs.
 
-Scenes are made from the JAFFE photos behind data.dvc (emowatch.deploy.scenes: each photo
+Scenes are made from the JAFFE photos behind data.dvc (tests.scenes: each photo
 scaled so its face box has the given side in the camera's pixels, drifting a few pixels per
 frame), written as mp4 videos and watched exactly as `emowatch watch` does (decode, find
 faces, classify, track, alert rule; events to a null sink).
@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +29,13 @@ import cv2
 import torch
 
 from emowatch import config
-from emowatch.deploy import cameras, scenes, watch
+from emowatch.deploy import cameras, site_model, watch
 from emowatch.deploy.sources import open_source
-from emowatch.deploy.tracker import iou
+from emowatch.inference.faces import iou
+
+# Scenes are test fixtures (tests/scenes.py), made from the real photos.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import scenes
 
 SIZES = (48, 80, 120, 200)
 CAMERAS = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
@@ -143,8 +148,8 @@ def main() -> None:
         raise SystemExit(f"{args.photos} not found: run `dvc pull data.dvc` first")
     people = [scenes.portrait(cv2.imread(str(f[0]), cv2.IMREAD_GRAYSCALE)) for f in files]
     cfg = config.compose()
-    spec = watch.resolve_model(cfg, args.model, config.find_root())
-    classifier = watch.load_classifier(cfg, spec, root=config.find_root())
+    spec = site_model.resolve(cfg, args.model, config.find_root())
+    classifier = site_model.load(cfg, spec, root=config.find_root())
     d = cfg.deploy.watch.detect
     print(
         f"watch benchmark: {args.frames} frames per video, model {spec} (TTA "

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from emowatch.data import augmentation
 from emowatch.errors import DataError
+from emowatch.layout import Layout
 from emowatch.stages import augment, crop_faces
 from tests.conftest import make_photo_folder
 
@@ -51,7 +52,7 @@ def test_stage_writes_pipeline_and_preview(make_cfg, tmp_path):
     cfg = make_cfg("data.photos.min_face_rate=0.3", "augment.preview_variants=4")
     crop_faces.main(cfg)
     saved = augment.main(cfg)
-    assert saved == tmp_path / "artifacts/augment/pipeline.json" and saved.is_file()
+    assert saved == Layout(cfg).augment_pipeline and saved.is_file()
     assert (tmp_path / "reports/augment/preview.png").stat().st_size > 0
     client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
     exp = client.get_experiment_by_name("emowatch").experiment_id

@@ -7,7 +7,7 @@ import functools
 import lightning.pytorch as L
 import torch
 
-from emowatch.models.classifier import EmotionClassifier
+from emowatch.models.lightning_module import EmotionClassifier
 from emowatch.models.nets import ConvNet
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

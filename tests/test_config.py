@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
-from omegaconf import OmegaConf
-
 from emowatch import config
 from tests.conftest import REPO
 
@@ -13,16 +10,6 @@ def test_params_yaml_is_the_composition_of_conf():
     assert config.params_in_sync(REPO), (
         "params.yaml is out of sync with conf/: run `emowatch params`"
     )
-
-
-def test_every_stage_param_exists_in_params_yaml():
-    params = OmegaConf.load(REPO / "params.yaml")
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        for key in stage.get("params", []):
-            assert OmegaConf.select(params, key) is not None, (
-                f"stage {name}: {key} not in params.yaml"
-            )
 
 
 def test_no_hydra_runtime_interpolations_in_conf():

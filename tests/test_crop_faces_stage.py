@@ -8,8 +8,10 @@ import cv2
 import pytest
 from mlflow.tracking import MlflowClient
 
-from emowatch.data import faces, photos
+from emowatch.data import photos
 from emowatch.errors import DataError
+from emowatch.inference import faces
+from emowatch.layout import Layout
 from emowatch.stages import crop_faces
 from tests.conftest import make_photo_folder
 
@@ -37,7 +39,7 @@ def test_every_file_gets_a_status_and_faces_are_cropped(photo_cfg, tmp_path, cap
     assert statuses == EXPECTED
     assert report["summary"]["by_status"]["ok"] == 3 and report["summary"]["with_face"] == 4
 
-    crops = tmp_path / "artifacts/photos/crops"
+    crops = Layout(photo_cfg).photo_crops
     for name in ("angry/AA.AN1.png", "happy/CC.HA1.png", "happy/DD.HA1.png", "neutral/GG.NE1.png"):
         img = cv2.imread(str(crops / name), cv2.IMREAD_GRAYSCALE)
         assert img.shape == (96, 96)
@@ -67,7 +69,7 @@ def test_every_file_gets_a_status_and_faces_are_cropped(photo_cfg, tmp_path, cap
 
 def test_splits_cover_kept_classes_only(photo_cfg, tmp_path):
     crop_faces.main(photo_cfg)
-    splits = json.loads((tmp_path / "artifacts/photos/splits.json").read_text())
+    splits = json.loads(Layout(photo_cfg).photo_splits.read_text())
     assert splits["by_subject"] and splits["classes"] == ["angry", "happy", "neutral", "sad"]
     listed = [it["crop"] for s in ("train", "val", "test") for it in splits[s]]
     assert sorted(listed) == sorted(

@@ -12,8 +12,9 @@ import pytest
 from emowatch import drift
 from emowatch.config import resolve_path
 from emowatch.deploy import watch
-from emowatch.deploy.classifier import FacePrediction
 from emowatch.deploy.hourly import HourlyStats, histogram
+from emowatch.inference.face_classifier import FacePrediction
+from emowatch.layout import Layout
 from tests.conftest import make_people_photos
 from tests.deployment import deploy, origin, publish_photo, sh
 from tests.test_schedule import latest, retrain
@@ -86,7 +87,7 @@ def test_watch_logs_hours_and_drift_sits_on_either_side_of_the_threshold(trained
     assert record["faces"] == summary.faces == 6 and record["camera"] == "shop"
     assert sum(record["p_angry_bins"]) == 6 and record["model"] == spec
 
-    chosen = resolve_path(cfg.evaluate.dir) / "fer2013/cnn1/metrics.json"  # as evaluate writes
+    chosen = Layout(cfg).model("fer2013", "cnn1").metrics  # as evaluate writes
     chosen.parent.mkdir(parents=True, exist_ok=True)
     chosen.write_text(json.dumps({"threshold_angry": 0.5, "tta": {"chosen": "none"}}))
     ref = drift.reference(cfg, spec)  # the model on the camera path over the decide photos

@@ -7,6 +7,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
+from emowatch.layout import Layout
 from emowatch.stages import evaluate, promote, register, train
 from emowatch.tracking import registry
 
@@ -17,7 +18,8 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
     cfg = tiny_fer()
     train.main(cfg, "fer2013", "cnn1")
     metrics = evaluate.main(cfg, "fer2013", "cnn1")
-    saved = json.loads((tmp_path / "reports/evaluate/fer2013/cnn1/metrics.json").read_text())
+    paths = Layout(cfg).model("fer2013", "cnn1")
+    saved = json.loads(paths.metrics.read_text())
     assert saved == metrics
     for key in KEYS:
         assert key in metrics and key in metrics["val"], key
@@ -40,7 +42,7 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
     if found["clahe"]["chosen"]:
         assert on >= off + cfg.evaluate.clahe_margin
     assert found["decide"]["accuracy"] == (on if found["clahe"]["chosen"] else off)
-    out = tmp_path / "reports/evaluate/fer2013/cnn1"
+    out = paths.evaluation
     for name in (
         "confusion.png",
         "predictions.csv",
@@ -55,7 +57,7 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
         assert (out / name).stat().st_size > 0, name
     header = (out / "predictions.csv").read_text().splitlines()[0]
     assert header == "actual,predicted,predicted_argmax"
-    info = json.loads((tmp_path / "artifacts/models/fer2013/cnn1/model.json").read_text())
+    info = json.loads(paths.spec.read_text())
     run = MlflowClient(f"sqlite:///{cfg.tracking.db}").get_run(info["mlflow_run_id"])
     assert float(run.data.tags["emowatch.threshold_angry"]) == pytest.approx(
         metrics["threshold_angry"], abs=1e-6
@@ -160,7 +162,7 @@ def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
     cfg = tiny_fer("registry.candidates.fer2013=[cnn1]")
     train.main(cfg, "fer2013", "cnn1")
     client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
-    metrics_path = tmp_path / "reports/evaluate/fer2013/cnn1/metrics.json"
+    metrics_path = Layout(cfg).model("fer2013", "cnn1").metrics
     seen = []
     for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}, {"clahe": True}):
         for key, value in change.items():

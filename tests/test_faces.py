@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from emowatch.data import faces
+from emowatch.inference import faces
 from tests.conftest import ASTRONAUT_FACE, astronaut_rgb
 
 

@@ -16,10 +16,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from emowatch import config
-from emowatch.data import faces
 from emowatch.deploy.alerts import Fanout
 from emowatch.deploy.feedback import FeedbackError, FeedbackStore, face_region, subject_id
 from emowatch.deploy.server import LivePage, ServeOptions
+from emowatch.inference import faces
 from tests.conftest import ASTRONAUT_FACE, REPO, astronaut_rgb
 from tests.test_live import alert, request
 from tests.test_serving import free_port

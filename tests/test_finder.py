@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from emowatch.data.faces import Face, HaarDetector
-from emowatch.deploy import scenes
-from emowatch.deploy.finder import FaceFinder, FinderSettings, merge
-from emowatch.deploy.tracker import Tracker, iou
+from emowatch.deploy.tracker import Tracker
+from emowatch.inference.faces import Face, HaarDetector, iou
+from emowatch.inference.finder import FaceFinder, FinderSettings, merge
+from tests import scenes
 from tests.conftest import DATA, astronaut_rgb
 
 
@@ -79,7 +79,7 @@ def test_clahe_rule_reads_the_deciding_people_and_the_classifier_applies_it():
 def test_a_clahe_spec_equalises_the_frame_before_detection():
     import torch
 
-    from emowatch.deploy.classifier import FaceClassifier, spec_of
+    from emowatch.inference.face_classifier import FaceClassifier, spec_of
 
     info = {"classes": ["angry", "happy"], "input_shape": [1, 48, 48]}
     info |= {"normalize": {"mean": 0.5, "std": 0.25}}

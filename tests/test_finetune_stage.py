@@ -8,7 +8,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from emowatch.evaluation.loading import load_trained
+from emowatch.inference.loading import load_trained
+from emowatch.layout import Layout
 from emowatch.models.backbones import WeightsError
 from emowatch.stages import evaluate, finetune
 
@@ -25,7 +26,7 @@ def test_finetune_trains_a_backbone_like_any_model_and_records_its_weights(tiny_
     cfg = tiny_fer(*TINY_BACKBONE)
     metrics = finetune.main(cfg, "mobilenet_v2")
     assert metrics["epochs"] == 2 and {"val", "test"} <= set(metrics)
-    model_dir = tmp_path / "artifacts/models/fer2013/mobilenet_v2"
+    model_dir = Layout(cfg).model("fer2013", "mobilenet_v2").model_dir
     info = json.loads((model_dir / "model.json").read_text())
     assert info["net"]["weights"] == "none" and info["net"]["arch"] == "mobilenet_v2"
     net, _ = load_trained(model_dir)  # evaluate/register load it like any other net

@@ -14,6 +14,7 @@ import torch
 
 from emowatch import config
 from emowatch.data import augmentation
+from emowatch.layout import Layout
 from emowatch.stages import evaluate, promote, register, train
 from tests.conftest import REPO, TINY_TRAINING, isolated, make_fer_arrays, make_people_photos
 
@@ -44,7 +45,7 @@ def project(root: Path, mlflow_template: Path, shuffle_test_labels: bool):
 
 
 def weights(cfg, model: str) -> dict[str, torch.Tensor]:
-    path = Path(cfg.train.models_dir) / "fer2013" / model / "model.ckpt"
+    path = Layout(cfg).model("fer2013", model).weights
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 

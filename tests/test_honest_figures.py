@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from emowatch.evaluation import crossfit, deployed, paired
-from emowatch.evaluation.predict import choose_tta
-from emowatch.evaluation.threshold import angry_scores, choose_threshold, predict_with_threshold
+from emowatch.inference.predict import choose_tta
+from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
 
 
 def noisy_probs(n: int, seed: int, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emowatch.deploy.classifier import FacePrediction
 from emowatch.deploy.live import AckError, LiveState
 from emowatch.deploy.server import LiveServer, ServeError, check_bind, create_app
 from emowatch.deploy.tracker import Track
+from emowatch.inference.face_classifier import FacePrediction
 from tests.test_serving import free_port
 from tests.test_watch import trained, write_video  # noqa: F401 (fixture)
 

@@ -15,7 +15,7 @@ import torch
 
 from emowatch.deploy import pyfunc
 from emowatch.errors import UnsafeModelError
-from emowatch.evaluation.loading import build_network, load_trained
+from emowatch.inference.loading import build_network, load_trained
 
 CNN = {
     "net": {"_target_": "emowatch.models.nets.ConvNet", "filters": [8, 16], "units": [16]},

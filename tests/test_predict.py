@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emowatch.evaluation.predict import predict, ten_crops
+from emowatch.inference.predict import predict, ten_crops
 
 
 class MeanNet(torch.nn.Module):

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from emowatch.deploy import pyfunc
-from emowatch.deploy.classifier import spec_of
+from emowatch.inference.face_classifier import spec_of
+from emowatch.layout import Layout
 from emowatch.stages import train
 from tests.test_watch import face_frame
 
@@ -36,7 +37,7 @@ def logged(tiny_fer, tmp_path, tracking_uri):
     """A tiny trained model logged as the face pyfunc and registered as champion."""
     cfg = tiny_fer()
     train.main(cfg, "fer2013", "cnn1")
-    model_dir = tmp_path / "artifacts/models/fer2013/cnn1"
+    model_dir = Layout(cfg).model("fer2013", "cnn1").model_dir
     info = json.loads((model_dir / "model.json").read_text())
     spec = spec_of(info, threshold=0.3, tta="hflip", margin=0.2, detector=cfg.detector)
     mlflow.set_tracking_uri(tracking_uri)

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from emowatch.config import resolve_path
-from emowatch.deploy import site_model, watch
+from emowatch.deploy import site_model
 from tests.conftest import make_people_photos
 
 
@@ -46,7 +46,7 @@ def test_fer2013_champion_without_photos_then_photos_champion_with_them(registry
     assert "16 photos of its people" in site.reason
     assert "v1 cnn1: caught 5 of 6" in site.reason and "v1 vgg: caught 0 of 24" in site.reason
 
-    assert watch.resolve_model(cfg) == "models:/emowatch-photos@champion"
+    assert site_model.resolve(cfg) == "models:/emowatch-photos@champion"
     assert "model: models:/emowatch-photos@champion" in capsys.readouterr().err  # said, with why
     named = "models:/emowatch-fer2013/1"
-    assert watch.resolve_model(cfg, named) == named  # --model wins
+    assert site_model.resolve(cfg, named) == named  # --model wins

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emowatch.evaluation.threshold import angry_scores, choose_threshold, predict_with_threshold
+from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
 
 
 def test_reaches_target_recall_with_best_precision():

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from emowatch.layout import Layout
 from emowatch.stages import train
 from emowatch.training import fit
 from tests.conftest import REPO, TINY_TRAINING, isolated
@@ -29,7 +30,7 @@ def test_train_writes_model_reports_metrics_and_mlflow_run(tiny_fer, tmp_path):
     metrics = train.main(cfg, "fer2013", "cnn1")
     for split in ("val", "test"):
         assert {"accuracy", "macro_f1", "recall_angry", "precision_angry"} <= set(metrics[split])
-    model_dir = tmp_path / "artifacts/models/fer2013/cnn1"
+    model_dir = Layout(cfg).model("fer2013", "cnn1").model_dir
     info = json.loads((model_dir / "model.json").read_text())
     assert (model_dir / "model.ckpt").is_file() and info["classes"][0] == "angry"
     assert info["input_shape"] == [1, 48, 48]
@@ -81,7 +82,7 @@ def test_train_writes_model_reports_metrics_and_mlflow_run(tiny_fer, tmp_path):
     # The run's network is plain files (a state dict and its spec), rebuilt without unpickling.
     import torch
 
-    from emowatch.evaluation.loading import load_network
+    from emowatch.inference.loading import load_network
 
     folder = Path(mlflow.artifacts.download_artifacts(run.data.tags["emowatch.model_uri"]))
     net = load_network(json.loads((folder / "model.json").read_text()), folder / "weights.pt")
@@ -186,7 +187,7 @@ def test_ddp_two_processes_log_one_run(tiny_fer, tmp_path):
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr
-    assert (tmp_path / "artifacts/models/fer2013/cnn1/model.ckpt").is_file()
+    assert Layout(cfg).model("fer2013", "cnn1").weights.is_file()
     _, runs = runs_of(cfg, "train")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["trainer.precision"] == "32-true"

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from emowatch.data.splits import SplitArrays
-from emowatch.models.classifier import EmotionClassifier
+from emowatch.models.lightning_module import EmotionClassifier
 from emowatch.stages.train import training_share
 from emowatch.training import fit, mixing, precision, progress
 
@@ -98,10 +98,10 @@ def test_known_dependency_noise_is_filtered_by_message_and_module_only(caplog):
     import logging
     import warnings
 
-    from emowatch import noise
+    from emowatch import warning_filters
 
-    noise.quiet()
-    noise.quiet()  # idempotent
+    warning_filters.quiet()
+    warning_filters.quiet()  # idempotent
     with warnings.catch_warnings(record=True) as seen:
         warnings.filterwarnings("always", module="tests")
         pytree, ckpt = "`isinstance(treespec, LeafSpec)` is deprecated", "Checkpoint directory x"

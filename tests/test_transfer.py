@@ -12,6 +12,7 @@ import torch
 
 from emowatch.data.splits import load_photos
 from emowatch.errors import DataError
+from emowatch.layout import Layout
 from emowatch.models.nets import ConvNet
 from emowatch.stages import train, tune
 from emowatch.training import transfer
@@ -94,7 +95,7 @@ def test_photo_models_fine_tune_the_fer2013_models(tiny_fer, tmp_path):
     train.main(cfg, "fer2013", "cnn1")
     metrics = train.main(cfg, "photos", "cnn1")
     assert metrics["test"]["n"] == 12
-    info = json.loads((tmp_path / "artifacts/models/photos/cnn1/model.json").read_text())
+    info = json.loads(Layout(cfg).model("photos", "cnn1").spec.read_text())
     assert info["init_from"] == "fer2013/cnn1" and info["input_shape"] == [1, 48, 48]
     assert info["net"]["filters"] == [8, 16]
     mcfg, _, _, source = train.model_config(cfg, "photos", "cnn1", None)

@@ -11,6 +11,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from emowatch.layout import Layout
 from emowatch.stages import train, tune
 from emowatch.training.fit import apply_params
 from tests.conftest import REPO, TINY_TRAINING, isolated
@@ -30,7 +31,7 @@ TINY_TUNE = (
 def test_study_runs_resumes_and_feeds_the_tuned_model(tiny_fer, tmp_path):
     cfg = tiny_fer(*TINY_TUNE)
     record = tune.main(cfg, "fer2013")
-    best = yaml.safe_load((tmp_path / "artifacts/tune/fer2013/best_params.yaml").read_text())
+    best = yaml.safe_load(Layout(cfg).best_params("fer2013").read_text())
     assert best == record and set(best["params"]) == {
         "filters_0",
         "filters_1",

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from emowatch.config import resolve_path
-from emowatch.deploy import alerts, sources, watch
+from emowatch.deploy import alerts, site_model, sources, watch
 from emowatch.deploy.sources import SourceError
-from emowatch.deploy.tracker import Tracker, iou, should_alert
+from emowatch.deploy.tracker import Tracker, should_alert
+from emowatch.inference.faces import iou
+from emowatch.layout import Layout
 from emowatch.stages import train
 from tests.conftest import ASTRONAUT_FACE, REPO, astronaut_rgb
 
@@ -59,7 +61,7 @@ def trained(tiny_fer, tmp_path):
         "deploy.watch.tracker.max_missing=2",
     )
     train.main(cfg, "fer2013", "cnn1")
-    return cfg, tmp_path / "artifacts/models/fer2013/cnn1"
+    return cfg, Layout(cfg).model("fer2013", "cnn1").model_dir
 
 
 def events_of(out: str) -> list[dict]:
@@ -157,8 +159,8 @@ def test_sources_that_cannot_start_fail_clearly(tmp_path):
 
 def test_watch_without_a_registered_model_says_what_to_do(make_cfg):
     cfg = make_cfg()
-    with pytest.raises(watch.WatchError, match="make run"):
-        watch.load_classifier(cfg)
+    with pytest.raises(site_model.ModelError, match="make run"):
+        site_model.load(cfg)
 
 
 class Hook(BaseHTTPRequestHandler):

@@ -77,7 +77,7 @@ def model_identity(cfg: DictConfig, spec: str, root: Path | None) -> tuple[str, 
     """(a cache key naming exactly one model, its dataset) for a registry URI or model folder."""
     path = Path(spec)
     if path.is_dir():  # the weights and the choices its evaluation made, as a version would
-        from emowatch.deploy.watch import evaluated_choices
+        from emowatch.evaluation.choices import evaluated_choices
         from emowatch.files import file_hash, fingerprint
 
         chosen = evaluated_choices(cfg, path, root, need_threshold=False)
@@ -107,10 +107,10 @@ def reference(cfg: DictConfig, spec: str, root: Path | None = None) -> dict[str,
     found = read_json(cache)
     if found is not None:
         return found
-    from emowatch.deploy.watch import load_classifier
+    from emowatch.deploy.site_model import load
     from emowatch.evaluation import deployed
 
-    classifier = load_classifier(cfg, spec, root=root)
+    classifier = load(cfg, spec, root=root)
     splits = list(cfg.evaluate.deployed.decide_splits[dataset])
     items = [
         p
@@ -168,9 +168,9 @@ def check(
     """Compare the last `hours` of the watcher's hourly log with the model's reference."""
     dcfg = cfg.retrain.drift
     hours = float(hours or dcfg.window_hours)
-    from emowatch.deploy.watch import resolve_model
+    from emowatch.deploy.site_model import resolve
 
-    spec = resolve_model(cfg, model, root, say=False)
+    spec = resolve(cfg, model, root, say=False)
     log = resolve_path(cfg.deploy.watch.stats_log, root)
     records = [r for r in read_window(log, hours, now) if r.get("model", spec) == spec]
     window = aggregate(records, int(cfg.deploy.watch.stats_bins))

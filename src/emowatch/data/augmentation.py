@@ -9,7 +9,7 @@ import albumentations as A
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from emowatch.config import resolve_path
+from emowatch.layout import Layout
 
 
 def build(acfg: DictConfig, seed: int | None = None) -> A.Compose:
@@ -69,7 +69,7 @@ def for_model(
     `root`), narrowed to the model's `names` (None: all of it). A stage must train with the
     stage's output, so it fails when the file is missing; a benchmark may build the same
     pipeline from config instead (`build_if_missing`) to run without `dvc repro augment`."""
-    path = resolve_path(cfg.augment.pipeline, root)
+    path = Layout(cfg, root).augment_pipeline
     if build_if_missing and not path.is_file():
         pipeline = build(cfg.augment, seed=cfg.seed)
     else:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -42,3 +43,11 @@ def load_gray(path: Path | BinaryIO) -> Loaded:
         return Loaded(None, NOT_AN_IMAGE, str(err))
     except (OSError, ValueError, SyntaxError) as err:
         return Loaded(None, UNREADABLE, f"{type(err).__name__}: {err}")
+
+
+def resize(img: np.ndarray, size: int) -> np.ndarray:
+    """An image at size × size (area interpolation when shrinking, linear when growing)."""
+    if img.shape[:2] == (size, size):
+        return img
+    interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from emowatch.config import resolve_path
-from emowatch.data import faces
 from emowatch.data.fer2013 import SPLITS
+from emowatch.data.images import resize
 from emowatch.errors import DataError
+from emowatch.layout import Layout
 
 DATASETS = ("fer2013", "photos")
 
@@ -37,10 +37,10 @@ class SplitArrays:
 
 def load_fer2013(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
     """The arrays `prepare` wrote."""
-    out = resolve_path(cfg.data.fer2013.out_dir, root)
+    layout = Layout(cfg, root)
     x, y = {}, {}
     for split in SPLITS:
-        path = out / f"{split}.npz"
+        path = layout.fer2013_split(split)
         if not path.is_file():
             raise DataError(f"{path} not found: run `dvc repro prepare` first")
         with np.load(path) as data:
@@ -51,11 +51,12 @@ def load_fer2013(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
 def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
     """The crops and split lists `crop_faces` wrote, resized to `data.photos.image_size`."""
     pcfg = cfg.data.photos
-    splits_path = resolve_path(pcfg.splits, root)
+    layout = Layout(cfg, root)
+    splits_path = layout.photo_splits
     if not splits_path.is_file():
         raise DataError(f"{splits_path} not found: run `dvc repro crop_faces` first")
     lists = json.loads(splits_path.read_text())
-    crops = resolve_path(pcfg.out_dir, root)
+    crops = layout.photo_crops
     size = int(pcfg.image_size)
     x, y = {}, {}
     for split in SPLITS:
@@ -65,7 +66,7 @@ def load_photos(cfg: DictConfig, root: Path | None = None) -> SplitArrays:
             raise DataError(
                 f"{len(missing)} crops listed in {splits_path} are missing, e.g. {missing[:3]}"
             )
-        images = [faces.resize(img, size) for img in images]
+        images = [resize(img, size) for img in images]
         x[split] = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
         y[split] = np.array([it["label"] for it in lists[split]], dtype=np.int64)
     return SplitArrays(x, y, list(lists["classes"]))
@@ -84,3 +85,13 @@ def to_tensor(img: np.ndarray, mean: float, std: float) -> torch.Tensor:
     """uint8 (H, W) or (N, H, W) -> float (1, H, W) / (N, 1, H, W), (x / 255 - mean) / std."""
     t = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0).sub_(mean).div_(std)
     return t.unsqueeze(-3)
+
+
+def val_groups(cfg: DictConfig, dataset: str, root: Path | None = None) -> np.ndarray | None:
+    """The person of each val face where people are known (photos), else None."""
+    if dataset != "photos":
+        return None
+    lists = json.loads(Layout(cfg, root).photo_splits.read_text())
+    if not lists.get("by_subject"):
+        return None
+    return np.array([it["subject"] for it in lists["val"]])

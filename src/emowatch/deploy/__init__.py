@@ -1,1 +1,2 @@
-"""Deployment: the face classifier shared by `emowatch watch` and the served MLflow model."""
+"""Deployment: the watcher (cameras, tracks, alerts, live page), the registered model as an
+MLflow pyfunc, the site model choice, staff feedback and the hourly statistics for drift."""

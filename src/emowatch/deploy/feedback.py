@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emowatch.data import faces
+from emowatch.inference import faces
 
 LABELS = ("angry", "not_angry")  # what staff can say on the page
 PENDING, ACCEPTED, DECLINED = "pending", "accepted", "declined"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from emowatch.deploy.classifier import FacePrediction
+from emowatch.inference.face_classifier import FacePrediction
 
 
 def hour_of(now: datetime) -> str:

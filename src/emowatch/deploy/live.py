@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from emowatch.deploy.alerts import now_iso
-from emowatch.deploy.classifier import FacePrediction
 from emowatch.deploy.feedback import LABELS as FEEDBACK_LABELS
 from emowatch.deploy.tracker import Track
+from emowatch.inference.face_classifier import FacePrediction
 
 
 class AckError(Exception):

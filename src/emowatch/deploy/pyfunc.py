@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 
 from emowatch.data.images import NOT_AN_IMAGE, load_gray
-from emowatch.deploy.classifier import FaceClassifier, to_gray
 from emowatch.errors import UnsafeModelError
-from emowatch.evaluation import loading
+from emowatch.inference import loading
+from emowatch.inference.face_classifier import FaceClassifier, to_gray
 
 COLUMNS = [
     "image",

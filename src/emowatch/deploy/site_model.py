@@ -1,4 +1,5 @@
-"""Which model a site's cameras run when none is named (`deploy.watch.model: auto`).
+"""Which model a site's cameras run when none is named (`deploy.watch.model: auto`), and
+loading the model a watcher, drift check or benchmark names (a registry URI or a model folder).
 
 A site that gave emowatch photos of its own people gets the photos champion: it was chosen and
 gated on those people's photos through the camera path, and on JAFFE it catches the angry faces
@@ -9,6 +10,7 @@ deployed-path figures on the people who may decide (no test person).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,15 @@ from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.data import photos
+from emowatch.errors import UnsafeModelError
+from emowatch.evaluation.choices import evaluated_choices
+from emowatch.inference.face_classifier import FaceClassifier
 
 AUTO = "auto"
+
+
+class ModelError(Exception):
+    """The model to watch with cannot be loaded (none registered, refused, missing files)."""
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,59 @@ def choose(cfg: DictConfig, root: Path | None = None) -> Choice:
         f"models:/{names.fer2013}@{CHAMPION}",
         "no champion registered yet (run `make run`): trying the FER2013 champion",
     )
+
+
+def load(
+    cfg: DictConfig,
+    model: str | None = None,
+    threshold: float | None = None,
+    root: Path | None = None,
+) -> FaceClassifier:
+    """The model to watch with: an MLflow model URI (default: the champion) or a trained model
+    folder (with `threshold`, or the one its evaluate stage chose)."""
+    spec = resolve(cfg, model, root)
+    path = Path(spec)
+    if path.is_dir():
+        chosen = evaluated_choices(cfg, path, root, need_threshold=threshold is None)
+        classifier = FaceClassifier.from_model_dir(
+            path,
+            threshold=chosen["threshold_angry"] if threshold is None else threshold,
+            tta=chosen["tta"],
+            clahe=chosen["clahe"],
+            margin=cfg.deploy.crop_margin,
+            detector=cfg.detector,
+        )
+    else:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from emowatch.deploy import pyfunc
+        from emowatch.tracking.runs import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri(cfg, root))
+        try:
+            classifier = pyfunc.load_classifier(spec)
+        except UnsafeModelError as err:
+            raise ModelError(str(err)) from None
+        except (MlflowException, OSError) as err:
+            raise ModelError(
+                f"cannot load {spec}: {err}. Run `make run` (dvc repro) to register and promote "
+                "a model, or pass --model with a model URI or artifacts/models/<dataset>/<model>"
+            ) from err
+        if threshold is not None:
+            classifier.threshold = threshold
+    return classifier
+
+
+def resolve(
+    cfg: DictConfig, model: str | None = None, root: Path | None = None, say: bool = True
+) -> str:
+    """`model`, else deploy.watch.model; `auto` becomes the site's model, and (with `say`) which
+    one and why is printed on stderr."""
+    spec = model or str(cfg.deploy.watch.model)
+    if spec != AUTO:
+        return spec
+    choice = choose(cfg, root)
+    if say:
+        print(f"model: {choice.uri} — {choice.reason} (--model picks another)", file=sys.stderr)
+    return choice.uri

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import json
 import sys
 import time
 import uuid
@@ -29,16 +28,15 @@ import numpy as np
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
-from emowatch.data import faces
 from emowatch.deploy import alerts as sinks
 from emowatch.deploy import cameras, feedback, site_model
 from emowatch.deploy.alerts import now_iso
-from emowatch.deploy.classifier import FaceClassifier, FacePrediction, to_gray
-from emowatch.deploy.finder import FaceFinder, FinderSettings
 from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
 from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
-from emowatch.errors import UnsafeModelError
+from emowatch.inference import faces
+from emowatch.inference.face_classifier import FaceClassifier, FacePrediction, to_gray
+from emowatch.inference.finder import FaceFinder, FinderSettings
 from emowatch.processes import signals_deferred, sigterm_as_keyboard_interrupt
 
 if TYPE_CHECKING:
@@ -49,87 +47,6 @@ ANGRY_BGR, OTHER_BGR = (0, 0, 255), (0, 200, 0)
 
 class WatchError(Exception):
     """The watcher cannot start (no model, bad option)."""
-
-
-def load_classifier(
-    cfg: DictConfig,
-    model: str | None = None,
-    threshold: float | None = None,
-    root: Path | None = None,
-) -> FaceClassifier:
-    """The model to watch with: an MLflow model URI (default: the champion) or a trained model
-    folder (with `threshold`, or the one its evaluate stage chose)."""
-    spec = resolve_model(cfg, model, root)
-    path = Path(spec)
-    if path.is_dir():
-        chosen = evaluated_choices(cfg, path, root, need_threshold=threshold is None)
-        classifier = FaceClassifier.from_model_dir(
-            path,
-            threshold=chosen["threshold_angry"] if threshold is None else threshold,
-            tta=chosen["tta"],
-            clahe=chosen["clahe"],
-            margin=cfg.deploy.crop_margin,
-            detector=cfg.detector,
-        )
-    else:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        from emowatch.deploy import pyfunc
-        from emowatch.tracking.runs import tracking_uri
-
-        mlflow.set_tracking_uri(tracking_uri(cfg, root))
-        try:
-            classifier = pyfunc.load_classifier(spec)
-        except UnsafeModelError as err:
-            raise WatchError(str(err)) from None
-        except (MlflowException, OSError) as err:
-            raise WatchError(
-                f"cannot load {spec}: {err}. Run `make run` (dvc repro) to register and promote "
-                "a model, or pass --model with a model URI or artifacts/models/<dataset>/<model>"
-            ) from err
-        if threshold is not None:
-            classifier.threshold = threshold
-    return classifier
-
-
-def resolve_model(
-    cfg: DictConfig, model: str | None = None, root: Path | None = None, say: bool = True
-) -> str:
-    """`model`, else deploy.watch.model; `auto` becomes the site's model, and (with `say`) which
-    one and why is printed on stderr."""
-    spec = model or str(cfg.deploy.watch.model)
-    if spec != site_model.AUTO:
-        return spec
-    choice = site_model.choose(cfg, root)
-    if say:
-        print(f"model: {choice.uri} — {choice.reason} (--model picks another)", file=sys.stderr)
-    return choice.uri
-
-
-def evaluated_choices(
-    cfg: DictConfig, model_dir: Path, root: Path | None, need_threshold: bool = True
-) -> dict:
-    """The angry threshold and the TTA the evaluate stage chose on val, and its CLAHE choice,
-    for a trained model folder ({"threshold_angry", "tta", "clahe"}); without an evaluation,
-    no TTA, no CLAHE, and a threshold only when given (`--threshold`)."""
-    metrics = (
-        resolve_path(cfg.evaluate.dir, root)
-        / model_dir.parent.name
-        / model_dir.name
-        / "metrics.json"
-    )
-    if not metrics.is_file():
-        if need_threshold:
-            raise WatchError(f"{metrics} not found: pass --threshold or run its evaluate stage")
-        return {"threshold_angry": None, "tta": "none", "clahe": False}
-    m = json.loads(metrics.read_text())
-    clahe = bool(m.get("deployed", {}).get("clahe", {}).get("chosen", False))
-    return {
-        "threshold_angry": float(m["threshold_angry"]),
-        "tta": m["tta"]["chosen"],
-        "clahe": clahe,
-    }
 
 
 @dataclass
@@ -432,7 +349,7 @@ def main(
     if show:
         check_show()
     frames = open_source(source, wcfg.reconnect_attempts, wcfg.reconnect_wait_s)
-    classifier = load_classifier(cfg, model, threshold, root)
+    classifier = site_model.load(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     page = None
     # systemctl stop ends it as Ctrl-C does: video finalised, summary printed, webhooks flushed.
@@ -442,7 +359,7 @@ def main(
             page = open_page(wcfg, serve, events, alert_sinks, root, [camera])
             on_frame = chain(on_frame, page.state.publish)
         watcher = Watcher(classifier, wcfg, events, alert_sinks, out, show, on_frame)
-        equip(watcher, wcfg, resolve_model(cfg, model, root, say=False), root, camera, page)
+        equip(watcher, wcfg, site_model.resolve(cfg, model, root, say=False), root, camera, page)
         if out is not None:
             watcher.fps = video_fps(source)
         # A served video file plays at its own pace, as a camera would deliver it.
@@ -532,7 +449,7 @@ def main_many(
     with `serve` one live page showing every camera. Each camera's summary is printed, then the
     total; returns the summaries by camera."""
     wcfg = cfg.deploy.watch
-    classifier = load_classifier(cfg, model, threshold, root)
+    classifier = site_model.load(cfg, model, threshold, root)
     events, alert_sinks = build_sinks(wcfg, log_file, webhook)
     with sigterm_as_keyboard_interrupt():
         names = cameras.camera_names(sources)
@@ -551,7 +468,7 @@ def main_many(
                 page.stop()
             events.close()
             raise WatchError(f"none of the {len(sources)} sources could be opened (see above)")
-        spec = resolve_model(cfg, model, root, say=False)
+        spec = site_model.resolve(cfg, model, root, say=False)
         watchers: dict[str, Watcher] = {}
         for feed in feeds:
             path = out.with_name(f"{out.stem}-{feed.name}{out.suffix}") if out else None

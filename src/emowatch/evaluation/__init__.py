@@ -1,1 +1,2 @@
-"""Evaluation: the angry operating point, test metrics, and what the model looks at."""
+"""Evaluation: the honest figures of a model (cross-fitted val, the camera path on full
+photos, paired comparisons) and what the model looks at."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 
-from emowatch.evaluation.threshold import choose_threshold, predict_with_threshold
+from emowatch.inference.threshold import choose_threshold, predict_with_threshold
 
 
 def folds(

@@ -2,7 +2,8 @@
 
 FER2013 faces come pre-cropped by another process; in deployment the face comes from the Haar
 detector at deploy settings, squared and grown by the crop margin, then classified and decided
-at the angry threshold (`deploy.classifier.FaceClassifier`, the registered pyfunc's own code).
+at the angry threshold (`inference.face_classifier.FaceClassifier`, the registered pyfunc's
+own code).
 This runs that path on the business's full photos (`data.photos.root`) and scores every photo:
 a photo whose face is not found counts as wrong, and an angry one as missed. Figures are given
 per part (people whose figures may steer choices, and the photos' test people, reported only)
@@ -19,10 +20,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
-from emowatch.data import faces, photos
+from emowatch.data import photos
 from emowatch.data.images import load_gray
-from emowatch.deploy.classifier import FaceClassifier
 from emowatch.errors import DataError
+from emowatch.inference import faces
+from emowatch.inference.face_classifier import FaceClassifier
 
 DECIDE, REPORT, UNASSIGNED = "decide", "report", "unassigned"
 

@@ -20,11 +20,12 @@ import mlflow
 from omegaconf import DictConfig
 
 from emowatch.config import flatten, resolve_path
-from emowatch.data import faces, photos
+from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.errors import DataError
 from emowatch.figures import image_grid
 from emowatch.files import write_json
+from emowatch.inference import faces
 from emowatch.tracking.runs import stage_run
 
 STAGE = "crop_faces"

@@ -1,7 +1,7 @@
 """DVC stage `evaluate` (one per trained model): figures a reviewer can trust.
 
 Every choice reads val only; test is scored once, to report:
-- test-time augmentation by a rule on val (`evaluation.predict.choose_tta`);
+- test-time augmentation by a rule on val (`inference.predict.choose_tta`);
 - the angry threshold fitted on all of val, and its honest figures (recall, precision and
   accuracy at the threshold) by cross-fitting on val (`evaluation.crossfit`): these are the
   `val` figures that choosing the challenger and the promotion gate read;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,14 +28,15 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_curve
 
-from emowatch.config import flatten, resolve_path
-from emowatch.data.splits import load_dataset
-from emowatch.deploy.classifier import FaceClassifier, spec_of
+from emowatch.config import flatten
+from emowatch.data.splits import load_dataset, val_groups
 from emowatch.evaluation import crossfit, deployed, explain
-from emowatch.evaluation.loading import load_trained
-from emowatch.evaluation.predict import choose_tta, predict
-from emowatch.evaluation.threshold import angry_scores, choose_threshold, predict_with_threshold
 from emowatch.files import write_json
+from emowatch.inference.face_classifier import FaceClassifier, spec_of
+from emowatch.inference.loading import load_trained
+from emowatch.inference.predict import choose_tta, predict
+from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
+from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run
 from emowatch.training import reports
 
@@ -64,16 +64,6 @@ def scores(probs: np.ndarray, y: np.ndarray, classes: list[str], threshold: floa
         "n_angry": int(np.sum(y == a)),
         "n_said_angry": int(np.sum(pred == a)),
     }
-
-
-def val_groups(cfg: DictConfig, dataset: str, root: Path | None = None) -> np.ndarray | None:
-    """The person of each val face where people are known (photos), else None."""
-    if dataset != "photos":
-        return None
-    lists = json.loads(resolve_path(cfg.data.photos.splits, root).read_text())
-    if not lists.get("by_subject"):
-        return None
-    return np.array([it["subject"] for it in lists["val"]])
 
 
 def operating_point(
@@ -155,7 +145,7 @@ def pr_curve(
     plt.close(fig)
 
 
-def confusion_png(
+def confusion_pair_png(
     y: np.ndarray,
     deployed_pred: np.ndarray,
     argmax_pred: np.ndarray,
@@ -203,7 +193,7 @@ def views(
     return {"chosen": chosen, "rule": rule, "val_accuracy": acc}, probs[chosen]
 
 
-def deployed_path(
+def camera_path_metrics(
     cfg: DictConfig,
     net,
     info: dict,
@@ -267,7 +257,7 @@ def write_figures(
         },
     )
     return [
-        confusion_png(y, pred, argmax, classes, out / "confusion.png", title),
+        confusion_pair_png(y, pred, argmax, classes, out / "confusion.png", title),
         explain.faces_grid(x, y, pred, classes, out / "faces.png", seed=cfg.seed),
         explain.feature_maps(net, x[0], mean, std, out / "feature_maps.png"),
         explain.grad_cam_grid(net, x, y, argmax, angry, mean, std, out / "gradcam.png"),
@@ -288,14 +278,15 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Evaluate a trained model; returns the metrics written to the stage's metrics JSON."""
     ecfg = cfg.evaluate
-    net, info = load_trained(resolve_path(cfg.train.models_dir, root) / dataset / model)
+    paths = Layout(cfg, root).model(dataset, model)
+    net, info = load_trained(paths.model_dir)
     arrays = load_dataset(cfg, dataset, root)
     classes, norm = arrays.classes, (info["normalize"]["mean"], info["normalize"]["std"])
     if "angry" not in classes:
         raise ValueError(
             f"{dataset} has no angry class: nothing to evaluate the operating point on"
         )
-    out = resolve_path(ecfg.dir, root) / dataset / model
+    out = paths.evaluation
     out.mkdir(parents=True, exist_ok=True)
     tags = {
         "emowatch.dataset": dataset,
@@ -311,7 +302,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         groups = val_groups(cfg, dataset, root)
         val = operating_point(val_probs, y_val, classes, groups, ecfg, cfg.seed)
         threshold = val["threshold_angry"]
-        found = deployed_path(cfg, net, info, threshold, tta["chosen"], dataset, out, root)
+        found = camera_path_metrics(cfg, net, info, threshold, tta["chosen"], dataset, out, root)
         # Report: test, scored once with what val decided.
         test_probs = predict(net, x_test, *norm, tta["chosen"])
         metrics = scores(test_probs, y_test, classes, threshold) | {
@@ -324,7 +315,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             "test_data_hash": data_hash(x_test, y_test),
             "target_recall": ecfg.target_recall,
         }
-        write_json(out / "metrics.json", metrics)
+        write_json(paths.metrics, metrics)
         report = reports.report_dict(test_probs, y_test, classes)
         write_json(out / "classification_report.json", report)
         title = f"{dataset}-{model}: test"

@@ -16,13 +16,12 @@ import numpy as np
 from mlflow.entities.model_registry import ModelVersion
 from omegaconf import DictConfig, OmegaConf
 
-from emowatch.config import resolve_path
-from emowatch.data.splits import load_dataset
+from emowatch.data.splits import load_dataset, val_groups
 from emowatch.deploy import pyfunc
 from emowatch.evaluation import crossfit, paired
-from emowatch.evaluation.predict import predict
 from emowatch.files import read_json, write_json
-from emowatch.stages.evaluate import val_groups
+from emowatch.inference.predict import predict
+from emowatch.layout import Layout
 from emowatch.tracking import model_card, production, registry
 from emowatch.tracking.runs import stage_run
 
@@ -86,8 +85,8 @@ def gate_of(cfg: DictConfig, dataset: str) -> registry.Gate:
 def evaluation_of(cfg: DictConfig, dataset: str, version: ModelVersion, root: Path | None):
     """(metrics, confusion) of the workspace's evaluation the version was registered from, or
     (None, None) when the workspace holds another evaluation of that model."""
-    folder = resolve_path(cfg.evaluate.dir, root) / dataset / str(version.tags.get("model"))
-    metrics = read_json(folder / "metrics.json")
+    paths = Layout(cfg, root).model(dataset, str(version.tags.get("model")))
+    metrics = read_json(paths.metrics)
     same = metrics is not None and all(
         [
             f"{metrics['threshold_angry']:.6f}" == version.tags.get("threshold_angry"),
@@ -95,7 +94,7 @@ def evaluation_of(cfg: DictConfig, dataset: str, version: ModelVersion, root: Pa
             metrics.get("tta", {}).get("chosen") == version.tags.get("tta"),
         ]
     )
-    return (metrics, read_json(folder / "confusion.json")) if same else (None, None)
+    return (metrics, read_json(paths.evaluation / "confusion.json")) if same else (None, None)
 
 
 def publish_card(
@@ -106,7 +105,7 @@ def publish_card(
     version = client.get_model_version(decision.name, decision.champion_after)
     metrics, confusion = evaluation_of(cfg, dataset, version, root)
     card = model_card.render(version, metrics, confusion, decision.as_dict())
-    path = resolve_path(cfg.registry.dir, root) / f"{dataset}_model_card.md"
+    path = Layout(cfg, root).model_card(dataset)
     path.write_text(card)
     mlflow.log_artifact(str(path))
     client.update_model_version(decision.name, version.version, description=card)
@@ -136,7 +135,7 @@ def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | Non
         }
         if decision.promoted:
             report["model_card"] = str(publish_card(cfg, dataset, client, decision, root))
-        path = write_json(resolve_path(rcfg.dir, root) / f"{dataset}_promotion.json", report)
+        path = write_json(Layout(cfg, root).promotion_report(dataset), report)
         mlflow.log_artifact(str(path))
         mlflow.set_tags(
             {

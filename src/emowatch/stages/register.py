@@ -17,10 +17,10 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from emowatch.config import resolve_path
 from emowatch.deploy import pyfunc
-from emowatch.deploy.classifier import spec_of
 from emowatch.files import file_hash, write_json
+from emowatch.inference.face_classifier import spec_of
+from emowatch.layout import Layout
 from emowatch.tracking import production, registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
 
@@ -32,8 +32,8 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
     client, out = MlflowClient(), []
     sha, _ = git_info(root)
     for model in cfg.registry.candidates[dataset]:
-        metrics_path = resolve_path(cfg.evaluate.dir, root) / dataset / model / "metrics.json"
-        info_path = resolve_path(cfg.train.models_dir, root) / dataset / model / "model.json"
+        paths = Layout(cfg, root).model(dataset, model)
+        metrics_path, info_path = paths.metrics, paths.spec
         if not metrics_path.is_file() or not info_path.is_file():
             raise FileNotFoundError(
                 f"{metrics_path} or {info_path} missing: run `dvc repro evaluate@{dataset}-{model}`"
@@ -112,7 +112,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
                 for (m, v), c in zip(versions.items(), found, strict=True)
             },
         }
-        path = write_json(resolve_path(rcfg.dir, root) / f"{dataset}_register.json", report)
+        path = write_json(Layout(cfg, root).register_report(dataset), report)
         mlflow.log_artifact(str(path))
         mlflow.log_params(
             {

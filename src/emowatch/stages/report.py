@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.files import read_json
+from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run
 
 STAGE = "report"
@@ -71,17 +72,16 @@ def gate_lines(promotion: dict | None) -> list[str]:
 
 def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[str]:
     """The table and gate lines of one dataset."""
-    reg_dir = resolve_path(cfg.registry.dir, root)
-    register = read_json(reg_dir / f"{dataset}_register.json") or {}
-    promotion = read_json(reg_dir / f"{dataset}_promotion.json")
+    layout = Layout(cfg, root)
+    register = read_json(layout.register_report(dataset)) or {}
+    promotion = read_json(layout.promotion_report(dataset))
     challenger = register.get("challenger", {}).get("model")
     champion_v = promotion.get("champion_after") if promotion else None
     versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
     champion = versions.get(str(champion_v))
     lines = [f"### {dataset}", "", HEADER]
     for model in cfg.registry.candidates[dataset]:
-        path = resolve_path(cfg.evaluate.dir, root) / dataset / model / "metrics.json"
-        m = read_json(path)
+        m = read_json(layout.model(dataset, model).metrics)
         if m is None:
             lines.append(f"| {model} | not evaluated | | | | | | | |")
             continue
@@ -130,7 +130,7 @@ def render(cfg: DictConfig, root: Path | None = None) -> str:
 def main(cfg: DictConfig, root: Path | None = None) -> str:
     """Write `report.path` and log it to MLflow; returns the Markdown."""
     text = render(cfg, root)
-    path = resolve_path(cfg.report.path, root)
+    path = Layout(cfg, root).results_page
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     with stage_run(cfg, STAGE, root=root):

@@ -23,13 +23,14 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from emowatch.config import flatten, resolve_path
+from emowatch.config import flatten
 from emowatch.data import augmentation
 from emowatch.data.datamodule import subsample
 from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
-from emowatch.evaluation.predict import predict_proba
 from emowatch.files import file_hash, fingerprint, write_json
+from emowatch.inference.probabilities import predict_proba
+from emowatch.layout import Layout
 from emowatch.models.backbones import resolve_weights
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
 from emowatch.training import reports, transfer
@@ -106,19 +107,19 @@ def saved_net(mcfg: DictConfig) -> dict:
 
 
 def best_params_path(cfg: DictConfig, dataset: str, root: Path | None = None) -> Path:
-    return resolve_path(cfg.tune.dir, root) / dataset / "best_params.yaml"
+    return Layout(cfg, root).best_params(dataset)
 
 
 def input_files(
     cfg: DictConfig, dataset: str, root: Path | None, source: Source | None = None
 ) -> list[Path]:
     """The files a training run reads (their hashes join the resume fingerprint)."""
-    files = [resolve_path(cfg.augment.pipeline, root)]
+    layout = Layout(cfg, root)
+    files = [layout.augment_pipeline]
     if dataset == "fer2013":
-        out = resolve_path(cfg.data.fer2013.out_dir, root)
-        files += [out / f"{s}.npz" for s in ("train", "val", "test")]
+        files += [layout.fer2013_split(s) for s in ("train", "val", "test")]
     else:
-        files.append(resolve_path(cfg.data.photos.splits, root))
+        files.append(layout.photo_splits)
     if source:
         files.append(source.checkpoint)
     return files
@@ -210,9 +211,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
     arrays = training_share(load_dataset(cfg, dataset, root), mcfg, cfg.seed)
     augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
     name = f"{dataset}-{model}"
-    ckpt_dir = resolve_path(tcfg.checkpoints_dir, root) / dataset / model
-    model_dir = resolve_path(tcfg.models_dir, root) / dataset / model
-    report_dir = resolve_path(tcfg.reports_dir, root) / dataset / model
+    layout = Layout(cfg, root)
+    paths = layout.model(dataset, model)
+    ckpt_dir, model_dir, report_dir = paths.checkpoints, paths.model_dir, paths.train_reports
     key = fingerprint(
         mcfg,
         batch_size,
@@ -287,7 +288,7 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         metrics |= {"best_epoch": int(state["epoch"]), "epochs": len(history.rows)}
 
         model_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(best, model_dir / "model.ckpt")
+        shutil.copy(best, paths.weights)
         info = {
             "dataset": dataset,
             "model": model,
@@ -296,12 +297,10 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             "normalize": {"mean": norm.mean, "std": norm.std},
             "net": saved_net(mcfg),
             "tuned_params": tuned,
-            "init_from": str(source.model_dir.relative_to(resolve_path(tcfg.models_dir, root)))
-            if source
-            else None,
+            "init_from": str(source.model_dir.relative_to(layout.models_dir)) if source else None,
             "mlflow_run_id": run.info.run_id,
         }
-        write_json(model_dir / "model.json", info)
+        write_json(paths.spec, info)
         p_val, y_val = scored["val"]
         files = [
             write_json(
@@ -323,9 +322,9 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
             mlflow.log_metrics(
                 {f"best_{split}/{k}": v for k, v in metrics[split].items() if k != "n"}
             )
-        for path in [*files, report_dir / "metrics.json", model_dir / "model.json"]:
+        for path in [*files, report_dir / "metrics.json", paths.spec]:
             mlflow.log_artifact(str(path))
-        mlflow.log_artifact(str(model_dir / "model.ckpt"), artifact_path="checkpoint")
+        mlflow.log_artifact(str(paths.weights), artifact_path="checkpoint")
         model_uri = log_torch_model(module.net.eval(), tuple(info["input_shape"]), info)
         mlflow.set_tag("emowatch.model_uri", model_uri)
         record_state(ckpt_dir, key, run.info.run_id, done=True)

@@ -29,11 +29,12 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
-from emowatch.config import flatten, resolve_path
+from emowatch.config import flatten
 from emowatch.data import augmentation
 from emowatch.data.datamodule import subsample
 from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.files import file_hash, fingerprint
+from emowatch.layout import Layout
 from emowatch.stages.train import best_params_path, input_files
 from emowatch.tracking.runs import run_tags, stage_run, tracking_uri
 from emowatch.training import transfer
@@ -234,7 +235,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         arrays.image_size,
         [file_hash(p) for p in input_files(cfg, dataset, root, source)],
     )
-    out_dir = resolve_path(tcfg.dir, root) / dataset
+    out_dir = Layout(cfg, root).tune_dir(dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     shared = bool(tcfg.get("storage"))
     storage = study_storage(tcfg.get("storage"), out_dir)
@@ -305,7 +306,7 @@ def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
         path.write_text(yaml.safe_dump(record, sort_keys=False))
         if shared:
             snapshot(study.study_name, storage, out_dir / "study.db")
-        report_dir = resolve_path(cfg.paths.reports_dir, root) / "tune" / dataset
+        report_dir = Layout(cfg, root).tune_reports(dataset)
         plots = study_plots(study, report_dir)
         trials_csv = report_dir / "trials.csv"
         study.trials_dataframe().to_csv(trials_csv, index=False)

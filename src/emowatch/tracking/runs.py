@@ -221,7 +221,7 @@ def log_torch_model(
 ) -> str:
     """Log a trained network to the active run as plain files, nothing pickled: `weights.pt`
     (its state dict, for `torch.load(..., weights_only=True)`) and `model.json` (its spec, for
-    `evaluation.loading.build_network`). Returns the folder's URI (runs:/<id>/network)."""
+    `inference.loading.build_network`). Returns the folder's URI (runs:/<id>/network)."""
     import json
     import tempfile
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from emowatch.data.datamodule import FaceDataModule
 from emowatch.data.splits import SplitArrays
-from emowatch.models.classifier import EmotionClassifier
+from emowatch.models.lightning_module import EmotionClassifier
 from emowatch.training import mixing, precision, progress
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from emowatch.config import resolve_path
 from emowatch.errors import DataError
+from emowatch.layout import Layout
 
 ARCHITECTURE_PARAMS = ("filters_", "units_")
 
@@ -40,7 +40,7 @@ def find_source(cfg: DictConfig, dataset: str, model: str, root: Path | None) ->
     origin = cfg.train[dataset].get("init_from")
     if not origin:
         return None
-    model_dir = resolve_path(cfg.train.models_dir, root) / origin / model
+    model_dir = Layout(cfg, root).model(origin, model).model_dir
     info_path = model_dir / "model.json"
     if not info_path.is_file() or not (model_dir / "model.ckpt").is_file():
         raise DataError(

@@ -1,6 +1,6 @@
-"""Class probabilities of a trained network on faces, with optional test-time augmentation:
-the one computation behind evaluation, re-scoring at promotion, and deployment (the angry
-threshold chosen on val is applied to exactly these probabilities)."""
+"""Class probabilities with optional test-time augmentation (TTA): the one computation behind
+evaluation, re-scoring at promotion, and deployment (the angry threshold chosen on val is
+applied to exactly these probabilities), and the rule that picks the TTA view on val."""
 
 from __future__ import annotations
 
@@ -8,24 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emowatch.data.splits import to_tensor
+from emowatch.inference.probabilities import predict_proba
 
 TTA = ("none", "hflip", "tencrop")
 CROP = 0.9  # ten-crop: crops of 90% of the side (44 px of 48), scaled back to the input size
-
-
-@torch.inference_mode()
-def predict_proba(
-    net: torch.nn.Module, x: np.ndarray, mean: float, std: float, batch: int = 512
-) -> np.ndarray:
-    """Class probabilities for uint8 faces (N, H, W), in eval mode."""
-    was_training = net.training
-    net.eval()
-    out = [
-        net(to_tensor(x[i : i + batch], mean, std)).softmax(dim=1) for i in range(0, len(x), batch)
-    ]
-    net.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 def ten_crops(x: np.ndarray, fraction: float = CROP) -> list[np.ndarray]:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from emowatch.data import faces
-from emowatch.evaluation.loading import load_trained
-from emowatch.evaluation.predict import predict
-from emowatch.evaluation.threshold import predict_with_threshold
+from emowatch.inference import faces
+from emowatch.inference.loading import load_trained
+from emowatch.inference.predict import predict
+from emowatch.inference.threshold import predict_with_threshold
 
 
 @dataclass

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emowatch.data.faces import Box, Face, HaarDetector
-from emowatch.deploy.tracker import iou
+from emowatch.inference.faces import Box, Face, HaarDetector, iou
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from emowatch.data.faces import Box, HaarDetector, largest
+from emowatch.inference.faces import Box, HaarDetector, largest
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from emowatch.data.images import resize
+
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 
@@ -92,6 +94,16 @@ def build_detector(cfg: DictConfig) -> Detector:
     raise ValueError(f"unknown detector {cfg.name!r} (available: haar)")
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
 def largest(faces: list[Face]) -> Face | None:
     """The face with the largest box, or None."""
     return max(faces, key=lambda f: f.area, default=None)
@@ -111,11 +123,3 @@ def crop(gray: np.ndarray, box: Box, size: int) -> np.ndarray:
     """Cut `box` out of a grayscale image and resize it to size × size."""
     x, y, w, h = box
     return resize(gray[y : y + h, x : x + w], size)
-
-
-def resize(img: np.ndarray, size: int) -> np.ndarray:
-    """An image at size × size (area interpolation when shrinking, linear when growing)."""
-    if img.shape[:2] == (size, size):
-        return img
-    interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)

@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:
 	@echo "make test      install (first time) and run the fast tests"
 	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
-	@echo "make test-slow the slow end-to-end tests (retrain, DDP, PostgreSQL-backed MLflow)"
+	@echo "make test-slow the slow end-to-end tests (retrain, DDP, PostgreSQL MLflow, watch soak)"
 	@echo "make test-all  all tests"
 	@echo "make lint      ruff check + format check"
 	@echo "make params    regenerate params.yaml from conf/"
@@ -44,7 +44,7 @@ test: data
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
 # The slow end-to-end tests: retrain end to end (a new person, an experiment), DDP on 2 CPU
-# processes, PostgreSQL + S3 MLflow.
+# processes, PostgreSQL + S3 MLflow, the watcher's soak test with faults (about 2.5 min).
 test-slow: data
 	$(BIN)/python -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc

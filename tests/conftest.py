@@ -54,6 +54,7 @@ def isolated(tmp: Path, data_dir: Path) -> list[str]:
         f"tracking.artifacts_dir={tmp / 'mlartifacts'}",
         f"retrain.drift.reference_dir={tmp / 'drift'}",
         f"deploy.watch.feedback.dir={tmp / 'feedback'}",
+        f"deploy.watch.alerts.webhook.spool_dir={tmp / 'webhook-spool'}",
         # a temp project is no git checkout, so never production: say why aliases may move
         "registry.production.override=test project",
     ]

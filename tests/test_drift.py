@@ -13,6 +13,7 @@ from emowatch import drift
 from emowatch.config import resolve_path
 from emowatch.deploy import watch
 from emowatch.deploy.hourly import HourlyStats, histogram
+from emowatch.deploy.retention import DailyLog
 from emowatch.inference.face_classifier import FacePrediction
 from emowatch.layout import Layout
 from tests.conftest import make_people_photos
@@ -37,16 +38,17 @@ def test_psi_is_zero_for_the_same_shape_and_grows_with_the_shift():
 
 def test_hourly_stats_flush_when_the_hour_turns_and_hold_no_image(tmp_path):
     clock = [NOW]
-    stats = HourlyStats(
-        tmp_path / "hourly.jsonl", "front", "models:/m@champion", BINS, lambda: clock[0]
-    )
+    log = DailyLog(tmp_path / "hourly.jsonl", 30, lambda: clock[0])
+    stats = HourlyStats(log, "front", "models:/m@champion", BINS, lambda: clock[0])
     stats.add([pred("angry", 0.95), pred("happy", 0.05)])
     stats.add([pred("happy", 0.15)])
-    assert not (tmp_path / "hourly.jsonl").exists()  # the hour is not over
+    assert not log.files()  # the hour is not over
     clock[0] = NOW + timedelta(hours=1)
     stats.add([pred("sad", 0.3)])
     stats.flush()
-    first, second = (json.loads(x) for x in (tmp_path / "hourly.jsonl").read_text().splitlines())
+    (day,) = [p for _, p in log.files()]
+    assert day.name == "hourly.2026-12-01.jsonl"  # one file per UTC day, expired after 30
+    first, second = (json.loads(x) for x in day.read_text().splitlines())
     assert first["hour"] == "2026-12-01T18:00Z" and second["hour"] == "2026-12-01T19:00Z"
     assert first["faces"] == 3 and first["emotions"] == {"angry": 1, "happy": 2}
     assert first["p_angry_bins"] == histogram([0.95, 0.05, 0.15], BINS)
@@ -79,11 +81,12 @@ def test_watch_logs_hours_and_drift_sits_on_either_side_of_the_threshold(trained
     cfg, model_dir = trained
     make_people_photos(tmp_path / "data", resolve_path(cfg.data.photos.splits))
     spec = str(model_dir)
-    summary = watch.main(
+    result = watch.main(
         cfg, str(write_video(tmp_path / "shop.mp4", n=6)), model=spec, threshold=0.5
     )
-    log = resolve_path(cfg.deploy.watch.stats_log)
-    (record,) = [json.loads(x) for x in log.read_text().splitlines()]
+    summary = result.summaries["shop"]
+    (day,) = [p for _, p in DailyLog(resolve_path(cfg.deploy.watch.stats_log), 30).files()]
+    (record,) = [json.loads(x) for x in day.read_text().splitlines()]
     assert record["faces"] == summary.faces == 6 and record["camera"] == "shop"
     assert sum(record["p_angry_bins"]) == 6 and record["model"] == spec
 
@@ -96,8 +99,10 @@ def test_watch_logs_hours_and_drift_sits_on_either_side_of_the_threshold(trained
     cached = list(resolve_path(cfg.retrain.drift.reference_dir).glob("fer2013-cnn1-*.json"))
     assert len(cached) == 1
 
-    # Generated logs: the reference's own shape (no drift), then a shop full of angry faces.
-    log.write_text("")
+    # Generated logs: the reference's own shape (no drift), then a shop full of angry faces
+    # (written as an emowatch before daily files did: the single file is read too).
+    day.unlink()
+    log = resolve_path(cfg.deploy.watch.stats_log)
     emotions = {e: 25 * n for e, n in ref["emotions"].items()}
     hourly_log(log, spec, 6, emotions, [25 * c for c in ref["p_angry_bins"]])
     calm = drift.check(cfg, hours=24, model=spec, now=NOW)

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from emowatch import config
 from emowatch.deploy.alerts import Fanout
 from emowatch.deploy.feedback import FeedbackError, FeedbackStore, face_region, subject_id
+from emowatch.deploy.retention import DailyLog
 from emowatch.deploy.server import LivePage, ServeOptions
 from emowatch.inference import faces
 from tests.conftest import ASTRONAUT_FACE, REPO, astronaut_rgb
@@ -105,7 +106,8 @@ def test_marking_an_alert_keeps_its_face_only_with_consent(tmp_path):
             assert view["alerts"][0]["feedback"]["label"] == "angry"
         finally:
             live.stop()
-        logged = [json.loads(x) for x in (folder / "alerts.jsonl").read_text().splitlines()]
+        (day,) = [p for _, p in DailyLog(folder / "alerts.jsonl", 30).files()]
+        logged = [json.loads(x) for x in day.read_text().splitlines()]
         assert [e["event"] for e in logged] == ["alert", "alert_feedback"]
         assert "snapshot_jpeg_base64" not in logged[1]  # the log holds no image
         pending = folder / "pending"

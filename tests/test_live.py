@@ -3,6 +3,7 @@ end-to-end run in headless Chromium (Debian's chromium + chromium-driver, driven
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -12,13 +13,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emowatch.deploy.live import AckError, LiveState
-from emowatch.deploy.server import LiveServer, ServeError, check_bind, create_app
+from emowatch.deploy.retention import DailyLog
+from emowatch.deploy.server import (
+    LiveServer,
+    ServeError,
+    allowed_hosts,
+    check_bind,
+    create_app,
+    page_html,
+)
 from emowatch.deploy.tracker import Track
 from emowatch.inference.face_classifier import FacePrediction
 from tests.test_serving import free_port
@@ -73,23 +83,27 @@ def test_acknowledge_once_and_restore_from_the_log(tmp_path):
     assert unknown.value.status == 404
     assert state.view()["unacknowledged"] == 1
 
-    log = tmp_path / "alerts.jsonl"
+    log = DailyLog(tmp_path / "alerts.jsonl", keep_days=30)
     lines = [json.dumps(alert("a1")), json.dumps(alert("a2")), "{broken", json.dumps(event)]
-    log.write_text("\n".join(lines) + "\n")
+    log.day_path(datetime.now(UTC).date()).write_text("\n".join(lines) + "\n")
     restored = LiveState()
     assert restored.restore(log, keep=10) == 2
     alerts = {a["alert_id"]: a for a in restored.view()["alerts"]}
     assert alerts["a1"]["acknowledged"]["by"] == "Ana" and alerts["a2"]["acknowledged"] is None
 
 
-def test_binding_beyond_loopback_needs_expose(capsys):
+def test_binding_beyond_loopback_needs_expose_and_a_token(capsys):
     check_bind("127.0.0.1", expose=False, token=None)
     check_bind("::1", expose=False, token=None)
     with pytest.raises(ServeError, match="--expose"):
         check_bind("0.0.0.0", expose=False, token=None)
-    check_bind("0.0.0.0", expose=True, token=None)
-    err = capsys.readouterr().err
-    assert "reachable from other machines" in err and "no token" in err
+    with pytest.raises(ServeError, match="needs a token"):
+        check_bind("0.0.0.0", expose=True, token=None)
+    check_bind("0.0.0.0", expose=True, token="s3cret")
+    assert "reachable from other machines" in capsys.readouterr().err
+    assert allowed_hosts("127.0.0.1", expose=False) == {"localhost", "127.0.0.1", "::1"}
+    exposed = allowed_hosts("192.0.2.7", expose=True, extra=["Desk.Shop.LAN"])
+    assert {"192.0.2.7", "desk.shop.lan", "localhost"} <= exposed
 
 
 def request(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None):
@@ -104,6 +118,23 @@ def request(url: str, method: str = "GET", body: dict | None = None, headers: di
         return err.code, err.read(), err.headers
 
 
+def raw(
+    server: LiveServer,
+    method: str,
+    path: str,
+    headers: dict | None = None,
+    body: bytes | None = None,
+) -> tuple[int, bytes, dict]:
+    """A request exactly as given (Host, Origin and all), redirects not followed."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
 def test_api_with_a_token_on_a_real_server():
     state = LiveState()
     state.add_alert(alert("a1"))
@@ -114,9 +145,16 @@ def test_api_with_a_token_on_a_real_server():
         base = server.url
         assert request(base + "healthz")[0] == 200  # health needs no token
         assert request(base + "api/state")[0] == 401
-        assert request(base + "api/state?token=wrong")[0] == 401
-        status, _, headers = request(base + "?token=s3cret")
-        assert status == 200 and "emowatch_token=s3cret" in headers["set-cookie"]
+        assert request(base + "api/state?token=s3cret")[0] == 401  # never in a URL
+        status, _, headers = raw(server, "GET", "/")
+        assert status == 303 and headers["location"] == "login"  # the page asks for it
+        # The login form: a wrong token sets nothing, the right one an HttpOnly strict cookie.
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        status, _, headers = raw(server, "POST", "/login", form, b"token=wrong")
+        assert status == 303 and "set-cookie" not in headers
+        status, _, headers = raw(server, "POST", "/login", form, b"token=s3cret")
+        cookie = headers["set-cookie"].lower()
+        assert status == 303 and "httponly" in cookie and "samesite=strict" in cookie
         cookie = {"Cookie": "emowatch_token=s3cret"}
         status, body, _ = request(base + "api/state", headers=cookie)
         assert status == 200 and json.loads(body)["unacknowledged"] == 1
@@ -129,7 +167,8 @@ def test_api_with_a_token_on_a_real_server():
         assert request(base + "api/alerts/zz/ack", "POST", {}, bearer)[0] == 404
         assert [a["by"] for a in acks] == ["Ana"]  # logged and forwarded once
         state.publish(np.zeros((60, 80, 3), np.uint8), [], [])
-        with urllib.request.urlopen(base + "stream.mjpg?token=s3cret", timeout=5) as r:
+        stream = urllib.request.Request(base + "stream.mjpg", headers=cookie)
+        with urllib.request.urlopen(stream, timeout=5) as r:
             assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             part = r.read(200)
         assert b"Content-Type: image/jpeg" in part and b"\xff\xd8" in part
@@ -137,6 +176,48 @@ def test_api_with_a_token_on_a_real_server():
         state.close()
         server.stop()
     assert not server.thread.is_alive()
+
+
+def test_a_rebinding_page_is_refused():
+    """What a page on another site would send, through DNS rebinding or a form: a foreign
+    Host gets 421, a foreign Origin on a change 403, a non-JSON acknowledgement 415; nothing
+    it sends reaches the state. The page's own requests pass."""
+    state = LiveState()
+    state.add_alert(alert("a1"))
+    acks: list[dict] = []
+    server = LiveServer(create_app(state, acks.append), "127.0.0.1", free_port())
+    server.start()
+    try:
+        own = f"127.0.0.1:{server.port}"
+        foreign = {"Host": f"attacker.example:{server.port}"}
+        for method, path in (("GET", "/api/state"), ("GET", "/stream.mjpg"), ("GET", "/")):
+            assert raw(server, method, path, foreign)[0] == 421, path
+        ack = json.dumps({"by": "mallory"}).encode()
+        as_json = {"Content-Type": "application/json"}
+        status, _, _ = raw(server, "POST", "/api/alerts/a1/ack", foreign | as_json, ack)
+        assert status == 421
+        cross = {"Host": own, "Origin": "http://attacker.example"} | as_json
+        assert raw(server, "POST", "/api/alerts/a1/ack", cross, ack)[0] == 403
+        other_port = {"Host": own, "Origin": "http://127.0.0.1:1"} | as_json
+        assert raw(server, "POST", "/api/alerts/a1/ack", other_port, ack)[0] == 403
+        form = {"Host": own, "Content-Type": "text/plain"}  # what a cross-site form can send
+        assert raw(server, "POST", "/api/alerts/a1/ack", form, ack)[0] == 415
+        assert acks == [] and state.view()["unacknowledged"] == 1
+        status, body, headers = raw(server, "GET", "/", {"Host": own})
+        assert status == 200 and b"innerHTML" not in body
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        mine = {"Host": own, "Origin": f"http://{own}"} | as_json
+        assert raw(server, "POST", "/api/alerts/a1/ack", mine, ack)[0] == 200
+        assert raw(server, "GET", "/api/state", {"Host": f"localhost:{server.port}"})[0] == 200
+    finally:
+        state.close()
+        server.stop()
+
+
+def test_the_page_puts_no_data_into_markup():
+    """No innerHTML anywhere in the page's script: every value goes in with textContent."""
+    for name in ("live.html", "login.html"):
+        assert "innerHTML" not in page_html(name), name
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -234,8 +315,11 @@ def test_live_page_shows_alert_and_records_acknowledgement_in_chromium(trained, 
         base = f"http://127.0.0.1:{port}/"
         wait_for_port(base, proc)
         driver = headless_chromium(tmp_path)
-        driver.get(base + "?token=desk-42")
+        driver.get(base)  # the page sends a browser without the cookie to its login form
         wait = WebDriverWait(driver, 60)
+        wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys("desk-42")
+        driver.find_element(By.CSS_SELECTOR, "form button").click()
+        assert "desk-42" not in driver.current_url
         button = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#alerts button.ack")))
         assert "Angry customer" in driver.find_element(By.ID, "alerts").text
         time.sleep(0.5)  # let the next frame and faces poll land for the picture
@@ -265,7 +349,8 @@ def test_live_page_shows_alert_and_records_acknowledgement_in_chromium(trained, 
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    (day,) = [p for _, p in DailyLog(log, 30).files()]  # one file per day, kept 30 days
+    logged = [json.loads(line) for line in day.read_text().splitlines()]
     kinds = [e["event"] for e in logged]
     assert kinds == ["alert", "alert_acknowledged", "alert_feedback"]
     assert logged[1]["alert_id"] == logged[0]["alert_id"] and logged[1]["by"] == "Ana"

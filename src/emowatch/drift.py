@@ -11,7 +11,6 @@ Too few faces in the window decide nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
 from emowatch.deploy.hourly import histogram
+from emowatch.deploy.retention import DailyLog
 from emowatch.files import read_json, write_json
 
 
@@ -37,24 +37,23 @@ def psi(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:
     return out
 
 
-def read_window(log: Path, hours: float, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The hourly records of the last `hours` (unreadable lines are counted and skipped)."""
-    if not log.is_file():
-        return []
+def read_window(log: DailyLog, hours: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The hourly records of the last `hours` (only the day files that can hold them are read;
+    unreadable lines are counted and skipped)."""
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=hours)
-    out, bad = [], 0
-    for line in log.read_text(encoding="utf-8").splitlines():
+    records, bad = log.records(since - timedelta(hours=1))
+    out = []
+    for record in records:
         try:
-            record = json.loads(line)
             hour = datetime.strptime(record["hour"], "%Y-%m-%dT%H:00Z").replace(tzinfo=UTC)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             bad += 1
             continue
         if record.get("event") == "hourly_stats" and hour >= since - timedelta(hours=1):
             out.append(record)
     if bad:
-        print(f"{log}: {bad} unreadable line(s) skipped")
+        print(f"{log.path}: {bad} unreadable line(s) skipped")
     return out
 
 
@@ -171,10 +170,11 @@ def check(
     from emowatch.deploy.site_model import resolve
 
     spec = resolve(cfg, model, root, say=False)
-    log = resolve_path(cfg.deploy.watch.stats_log, root)
+    wcfg = cfg.deploy.watch
+    log = DailyLog(resolve_path(wcfg.stats_log, root), float(wcfg.keep_days))
     records = [r for r in read_window(log, hours, now) if r.get("model", spec) == spec]
     window = aggregate(records, int(cfg.deploy.watch.stats_bins))
     verdict = compare(
         reference(cfg, spec, root), window, float(dcfg.psi_threshold), int(dcfg.min_faces)
     )
-    return verdict | {"model": spec, "hours": hours, "log": str(log), "records": len(records)}
+    return verdict | {"model": spec, "hours": hours, "log": str(log.path), "records": len(records)}

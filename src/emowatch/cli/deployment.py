@@ -85,19 +85,26 @@ def watch(
     """Watch cameras, videos, streams or images: faces, emotions and debounced angry alerts.
 
     Several sources run in one process with one model (events carry the camera's name; --out
-    writes one file per camera).
+    writes one file per camera). Cameras and streams are reopened with backoff for as long as
+    it takes (camera_down / camera_up events; an alert when one stays down); files end.
 
     Prints one JSON line per event (track_started, emotion_changed, track_ended, alert,
-    frame_error) and a closing summary with frames/s. Alert rules, sinks and the model are in
-    conf/deploy (override with deploy.watch.alerts.k=2 and the like). Privacy: nothing is written
-    to disk unless asked (--out, --log, deploy.watch.alerts.include_snapshot; with --serve, the
-    alert log of alerts and acknowledgements, without images). --serve keeps only the frame
-    being streamed.
+    frame_error, camera_down, camera_up, camera_error) and a closing summary with frames/s and
+    the webhook's delivered / spooled / dropped counts. Alert rules, sinks and the model are in
+    conf/deploy (override with deploy.watch.alerts.k=2 and the like). Privacy: nothing is
+    written to disk unless asked (--out, --log, deploy.watch.alerts.include_snapshot; with
+    --serve, the alert log of alerts and acknowledgements, without images, kept
+    deploy.watch.keep_days). --serve keeps only the frame being streamed. Credentials in a
+    source URL are never printed.
+
+    Exit status: 0 the sources ended or the watch was stopped (Ctrl-C, SIGTERM); 1 it could
+    not start; 69 every live source was given up (only with deploy.watch.reconnect.max_attempts
+    set): for a service manager to restart it.
     """
+    from emowatch.deploy import redact
     from emowatch.deploy import watch as watcher
     from emowatch.deploy.server import ServeError, ServeOptions
     from emowatch.deploy.site_model import ModelError
-    from emowatch.deploy.sources import SourceError
 
     overrides = [a for a in sources if OVERRIDE.match(a)]
     sources = [a for a in sources if not OVERRIDE.match(a)]
@@ -107,20 +114,10 @@ def watch(
     if not serve and (host or port or token or expose):
         fail("--host, --port, --token and --expose go with --serve")
     options = ServeOptions(host, port, token, expose) if serve else None
-    if len(sources) > 1:
-        if show:
-            fail("--show takes one source: use --serve to see several cameras on one page")
-        try:
-            watcher.main_many(
-                cfg, sources, model, threshold, out, log_file, webhook, config.find_root(), options
-            )
-        except (watcher.WatchError, ModelError, ServeError, FileNotFoundError, ValueError) as err:
-            fail(str(err))
-        return
     try:
-        watcher.main(
+        result = watcher.main(
             cfg,
-            sources[0],
+            sources,
             model=model,
             threshold=threshold,
             out=out,
@@ -130,15 +127,9 @@ def watch(
             root=config.find_root(),
             serve=options,
         )
-    except (
-        SourceError,
-        ServeError,
-        watcher.WatchError,
-        ModelError,
-        FileNotFoundError,
-        ValueError,
-    ) as err:
-        fail(str(err))
+    except (watcher.WatchError, ModelError, ServeError, FileNotFoundError, ValueError) as err:
+        fail(redact.text(str(err)))
+    raise typer.Exit(int(result.outcome))
 
 
 @deployment.command("site-model")

@@ -2,21 +2,21 @@
 
 Per camera and UTC hour: how many faces were classified, how many of each predicted emotion,
 and a histogram of P(angry) over `bins` equal bins of [0, 1]. One JSON line per camera and hour
-goes to `deploy.watch.stats_log` when the hour turns and when the watch ends; `emowatch drift`
-compares a window of them with the champion's validation faces.
+goes to `deploy.watch.stats_log` (a daily file, expired after deploy.watch.keep_days) when the
+hour turns and when the watch ends; `emowatch drift` compares a window of them with the
+champion's validation faces.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emowatch.deploy.retention import DailyLog
 from emowatch.inference.face_classifier import FacePrediction
 
 
@@ -31,17 +31,18 @@ def histogram(p_angry: Iterable[float], bins: int) -> list[int]:
 
 
 class HourlyStats:
-    """Counts of the current hour; written to `path` (appended) when the hour turns."""
+    """Counts of the current hour; appended to `log` (a daily log that expires after its
+    keep_days) when the hour turns."""
 
     def __init__(
         self,
-        path: Path,
+        log: DailyLog,
         camera: str,
         model: str,
         bins: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.path, self.camera, self.model, self.bins, self.clock = path, camera, model, bins, clock
+        self.log, self.camera, self.model, self.bins, self.clock = log, camera, model, bins, clock
         self.hour: str | None = None
         self.emotions: Counter[str] = Counter()
         self.hist = [0] * bins
@@ -75,7 +76,9 @@ class HourlyStats:
     def flush(self) -> None:
         """Append the hour's record (if any face was seen) and start counting afresh."""
         if self.hour is not None and self.faces:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(self.record()) + "\n")
+            self.log.append(self.record())
         self.emotions, self.hist, self.faces = Counter(), [0] * self.bins, 0
+
+    def close(self) -> None:
+        self.flush()
+        self.log.close()

@@ -10,11 +10,11 @@ when staff mark its alert (deploy/feedback.py).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,6 +22,7 @@ import numpy as np
 
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.feedback import LABELS as FEEDBACK_LABELS
+from emowatch.deploy.retention import DailyLog
 from emowatch.deploy.tracker import Track
 from emowatch.inference.face_classifier import FacePrediction
 
@@ -139,6 +140,8 @@ class LiveState:
             raise AckError(f"label must be one of {', '.join(FEEDBACK_LABELS)}", 422)
         with self.cond:
             alert = self._listed(alert_id)
+            if alert.get("kind", "angry") != "angry":
+                raise AckError("feedback is for alerts about a face, not about a camera", 422)
             if alert.get("feedback"):
                 raise AckError(f"alert {alert_id!r} already has feedback", 409)
             event = staff_event("alert_feedback", alert, by, label=label)
@@ -162,37 +165,43 @@ class LiveState:
             alert["acknowledged"] = {"time": event["time"], "by": event["by"]}
             return event
 
-    def restore(self, log: Path, keep: int) -> int:
-        """Alerts and acknowledgements from an earlier run's alert log (so a restart keeps the
-        list); returns how many alerts were restored. Unreadable lines are skipped and counted."""
-        if not log.is_file():
-            return 0
+    def restore(self, log: DailyLog, keep: int) -> int:
+        """The last `keep` alerts of earlier runs, with their acknowledgements and feedback,
+        from the alert log (so a restart keeps the list): its day files are read newest first,
+        only until `keep` alerts are found. Returns how many were restored; unreadable lines
+        are skipped and counted."""
         alerts: dict[str, dict[str, Any]] = {}
+        staff: dict[str, list[dict[str, Any]]] = {}
         bad = 0
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if event.get("event") == "alert" and event.get("alert_id"):
-                alerts[event["alert_id"]] = dict(event, acknowledged=None, feedback=None)
-            elif event.get("event") == "alert_feedback" and event.get("alert_id") in alerts:
-                alerts[event["alert_id"]]["feedback"] = {
-                    k: event.get(k) for k in ("label", "by", "time")
-                }
-            elif event.get("event") == "alert_acknowledged" and event.get("alert_id") in alerts:
-                alerts[event["alert_id"]]["acknowledged"] = {
-                    "time": event.get("time"),
-                    "by": event.get("by"),
-                }
+        for _, path in reversed(log.files()):
+            day_alerts = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    bad += 1
+                    continue
+                if event.get("event") == "alert" and event.get("alert_id"):
+                    day_alerts.append(dict(event, acknowledged=None, feedback=None))
+                elif event.get("event") in ("alert_feedback", "alert_acknowledged"):
+                    staff.setdefault(str(event.get("alert_id")), []).append(event)
+            for alert in reversed(day_alerts):  # newest first, until `keep`
+                if len(alerts) < keep:
+                    alerts[alert["alert_id"]] = alert
+            if len(alerts) >= keep:
+                break
+        for alert_id, alert in alerts.items():
+            for event in staff.get(alert_id, []):
+                if event["event"] == "alert_feedback":
+                    alert["feedback"] = {k: event.get(k) for k in ("label", "by", "time")}
+                else:
+                    alert["acknowledged"] = {"time": event.get("time"), "by": event.get("by")}
         if bad:
-            print(f"{log}: {bad} unreadable line(s) skipped")
-        restored = list(alerts.values())[-keep:]
+            print(f"{log.path}: {bad} unreadable line(s) skipped", file=sys.stderr)
         with self.cond:
-            for alert in restored:
+            for alert in reversed(list(alerts.values())):  # oldest first: newest ends on top
                 self.alerts.appendleft(alert)
-        return len(restored)
+        return len(alerts)
 
     # The server's side.
     def _camera_view(self, view: CameraView) -> dict[str, Any]:

@@ -1,13 +1,23 @@
 """What `emowatch watch` reads: a camera index, a video file, a stream URL, or images.
 
-Every source yields `Frame`s. A frame that cannot be read comes with `image=None` and an error
-(the loop reports it and goes on); a source that cannot be opened at all raises `SourceError`.
-A stream or camera that stops delivering frames is reopened a few times before it ends.
+Files (videos, images) are read once, in order, and end; one that cannot be opened raises
+`SourceError` at once. A frame that cannot be read comes with `image=None` and an error (the
+loop reports it and goes on).
+
+Live sources (a camera index, a stream URL) are never given up by default: when one stops
+delivering frames, or cannot be opened at all, it yields a `SourceDown` (with the reason) and
+is reopened after a capped exponential backoff with jitter, for as long as it takes; when frames
+come again it yields a `SourceUp`. Only where `Backoff.max_attempts` is set does an outage end
+the source, with a last `SourceDown` whose `retry_in_s` is None. Credentials in a URL never
+leave this module: frames and statuses name the source as `redact.source` shows it.
 """
 
 from __future__ import annotations
 
 import glob
+import os
+import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,12 +27,18 @@ import cv2
 import numpy as np
 
 from emowatch.data.images import load_gray
+from emowatch.deploy import redact
+
+# FFmpeg's and OpenCV's own messages can name a stream's URL, password included: silenced (the
+# watcher reports what happened itself, through redact).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm"}
 
 
 class SourceError(Exception):
-    """The source cannot be opened (the watcher cannot start)."""
+    """A file source cannot be opened (the watcher cannot start on it)."""
 
 
 @dataclass
@@ -37,6 +53,49 @@ class Frame:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class SourceDown:
+    """A live source delivers no frames (`reason`); `attempt` reopenings so far in this outage,
+    the next in `retry_in_s` seconds, or None when the source is given up."""
+
+    reason: str
+    attempt: int
+    retry_in_s: float | None
+
+
+@dataclass(frozen=True)
+class SourceUp:
+    """Frames again after an outage of `down_s` seconds and `attempts` reopenings."""
+
+    down_s: float
+    attempts: int
+
+
+Item = Frame | SourceDown | SourceUp
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When to reopen a live source: after `initial_s`, then `factor` times longer each
+    attempt, never longer than `max_s`, each wait spread by ±`jitter` (so that cameras that
+    dropped together do not hammer a recovering switch together); `max_attempts` reopenings per
+    outage, None for no limit. `open_timeout_s`/`read_timeout_s` bound a stream's connect and
+    read (FFmpeg), so a stalled stream counts as down instead of hanging."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    max_attempts: int | None = None
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+    def wait(self, attempt: int, rng: random.Random) -> float:
+        """The wait before reopening attempt `attempt` (1, 2, ...)."""
+        base = min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
+        return max(0.0, base * (1.0 + self.jitter * rng.uniform(-1.0, 1.0)))
+
+
 def kind_of(spec: str) -> str:
     """camera | stream | images | video, from the SOURCE argument."""
     if spec.isdigit():
@@ -49,6 +108,10 @@ def kind_of(spec: str) -> str:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return "images"
     return "video"
+
+
+def is_live(spec: str) -> bool:
+    return kind_of(spec) in ("camera", "stream")
 
 
 def image_paths(spec: str) -> list[Path]:
@@ -71,18 +134,14 @@ def read_images(spec: str) -> Iterator[Frame]:
         yield Frame(i, float(i), loaded.gray, str(path), error)
 
 
-def _open(target: int | str) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(target)
-    return cap if cap.isOpened() else None
-
-
 def read_video(path: str) -> Iterator[Frame]:
     """A video file, frame by frame, with the file's own timestamps."""
     if not Path(path).is_file():
         raise SourceError(f"{path}: no such file")
-    cap = _open(path)
-    ok, first = cap.read() if cap is not None else (False, None)
+    cap = cv2.VideoCapture(path)
+    ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok:
+        cap.release()
         raise SourceError(f"{path}: not a video OpenCV can read (or it has no frames)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     index, image = 0, first
@@ -95,55 +154,84 @@ def read_video(path: str) -> Iterator[Frame]:
         cap.release()
 
 
+def open_capture(target: int | str, backoff: Backoff) -> cv2.VideoCapture | None:
+    """An opened capture of a camera or stream, or None. Streams get FFmpeg's connect and read
+    timeouts, so that a dead or stalled peer returns instead of hanging."""
+    if isinstance(target, str):
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(backoff.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(backoff.read_timeout_s * 1000),
+        ]
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+    else:
+        cap = cv2.VideoCapture(target)
+    if cap.isOpened():
+        return cap
+    cap.release()
+    return None
+
+
 def read_live(
-    target: int | str, reconnect_attempts: int = 3, reconnect_wait_s: float = 1.0
-) -> Iterator[Frame]:
-    """A camera or stream; when it stops delivering frames it is reopened, then given up."""
-    cap = _open(target)
-    if cap is None:
-        raise SourceError(f"cannot open {target!r} (no such camera, or the stream is unreachable)")
-    start, index, failures = time.monotonic(), 0, 0
+    target: int | str,
+    backoff: Backoff | None = None,
+    stop: threading.Event | None = None,
+    rng: random.Random | None = None,
+) -> Iterator[Item]:
+    """Frames of a camera or stream, with a `SourceDown` when it stops (or cannot start) and a
+    `SourceUp` when it is back; reopened by `backoff` until `stop` is set (or, with
+    `max_attempts`, until an outage has used them up)."""
+    backoff, stop = backoff or Backoff(), stop or threading.Event()
+    rng = rng or random.Random()
+    name = redact.source(str(target))
+    start = time.monotonic()
+    cap = open_capture(target, backoff)
+    reason = "cannot open it (no such camera, or the stream is unreachable)"
+    index, attempt, down_since = 0, 0, None
     try:
-        while True:
-            ok, image = cap.read()
-            if ok:
-                failures = 0
-                yield Frame(index, time.monotonic() - start, image, str(target))
-                index += 1
-                continue
-            failures += 1
-            if failures > reconnect_attempts:
-                yield Frame(index, time.monotonic() - start, None, str(target), "stream ended")
+        while not stop.is_set():
+            if cap is not None:
+                ok, image = cap.read()
+                if ok:
+                    if down_since is not None:
+                        yield SourceUp(round(time.monotonic() - down_since, 3), attempt)
+                        down_since, attempt = None, 0
+                    yield Frame(index, time.monotonic() - start, image, name)
+                    index += 1
+                    continue
+                reason = "no frame (the stream ended, stalled or the camera went away)"
+                cap.release()
+                cap = None
+            down_since = down_since or time.monotonic()
+            attempt += 1
+            if backoff.max_attempts is not None and attempt > backoff.max_attempts:
+                yield SourceDown(reason, attempt - 1, None)
                 return
-            yield Frame(
-                index,
-                time.monotonic() - start,
-                None,
-                str(target),
-                f"no frame; reopening (attempt {failures} of {reconnect_attempts})",
-            )
-            cap.release()
-            time.sleep(reconnect_wait_s * failures)
-            cap = _open(target) or cv2.VideoCapture()
+            wait = backoff.wait(attempt, rng)
+            yield SourceDown(reason, attempt, round(wait, 3))
+            if stop.wait(wait):
+                return
+            cap = open_capture(target, backoff)
+            if cap is None:
+                reason = "cannot reopen it (the camera or stream is unreachable)"
     finally:
-        cap.release()
+        if cap is not None:
+            cap.release()
 
 
 def open_source(
-    spec: str, reconnect_attempts: int = 3, reconnect_wait_s: float = 1.0
-) -> Iterator[Frame]:
-    """The frames of SOURCE; raises SourceError at once when it cannot be opened."""
+    spec: str, backoff: Backoff | None = None, stop: threading.Event | None = None
+) -> Iterator[Item]:
+    """The items of SOURCE. A file source is opened now and raises SourceError when it cannot
+    be; a live source never raises (it reports SourceDown and keeps trying)."""
     kind = kind_of(spec)
-    if kind == "images":
-        frames = read_images(spec)
-    elif kind == "video":
-        frames = read_video(spec)
-    else:
-        target: int | str = int(spec) if kind == "camera" else spec
-        frames = read_live(target, reconnect_attempts, reconnect_wait_s)
-    first = next(frames, None)  # open now, so a bad source fails before the loop starts
+    if kind in ("camera", "stream"):
+        return read_live(int(spec) if kind == "camera" else spec, backoff, stop)
+    frames = read_images(spec) if kind == "images" else read_video(spec)
+    first = next(frames, None)  # open now, so a bad file fails before the loop starts
 
-    def chained() -> Iterator[Frame]:
+    def chained() -> Iterator[Item]:
         if first is not None:
             yield first
             yield from frames

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Stage commands (`emowatch ...` in dvc.yaml) must find the venv's executables.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install test test-slow test-all lint format params data run bench serve weights clean
+.PHONY: help install test test-slow test-all lint format params data run bench serve weights screenshots clean
 help:
 	@echo "make test      install (first time) and run the fast tests"
 	@echo "make run       install (first time), dvc pull data.dvc, dvc repro, print where results are"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make weights   install the ImageNet MobileNetV2 checkpoint into \$$TORCH_HOME/hub/checkpoints"
 	@echo "make serve     serve the site's model over HTTP on 127.0.0.1:5001 (PORT=..., MODEL=...)"
+	@echo "make screenshots  the README's and docs' pictures, from a make run (needs chromium)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +54,8 @@ test-all: data
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 
 params: install
 	$(BIN)/emowatch params
@@ -89,6 +90,11 @@ serve: install
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}; \
 	model="$${MODEL:-$$($(BIN)/emowatch site-model)}" && \
 	$(BIN)/mlflow models serve -m "$$model" --env-manager local --host 127.0.0.1 --port $(PORT)
+
+# The pictures of the README and the docs (MLflow runs table, the champion's confusion
+# matrices, the live page), from this checkout's make run, in Debian's headless Chromium.
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf .make .pytest_cache .ruff_cache

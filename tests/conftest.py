@@ -50,6 +50,7 @@ def isolated(tmp: Path, data_dir: Path) -> list[str]:
         f"paths.data_dir={data_dir}",
         f"paths.artifacts_dir={tmp / 'artifacts'}",
         f"paths.reports_dir={tmp / 'reports'}",
+        f"report.path={tmp / 'reports' / 'results.md'}",
         f"tracking.db={tmp / 'mlflow.db'}",
         f"tracking.artifacts_dir={tmp / 'mlartifacts'}",
         f"retrain.drift.reference_dir={tmp / 'drift'}",

@@ -50,13 +50,18 @@ with stage_run(cfg, "stub", root=root) as run:
     Path("out").mkdir(exist_ok=True)
     n = sum(1 for p in Path("data").rglob("*") if p.is_file())
     Path("out/count.json").write_text(json.dumps({"files": n}))
+    Path("docs").mkdir(exist_ok=True)  # the results page: committed, not cached
+    Path("docs/results.md").write_text(f"# Results\\n\\n{n} data files\\n")
 '''
 
 PIPELINE = """stages:
   stub:
     cmd: python stub_stage.py
     deps: [data, stub_stage.py]
-    outs: [out/count.json]
+    outs:
+      - out/count.json
+      - docs/results.md:
+          cache: false
 """
 
 IGNORED = """/data

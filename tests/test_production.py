@@ -26,7 +26,8 @@ def git(root: Path, *args: str) -> str:
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     git(tmp_path, "init", "-q", "-b", "main")
-    for name in ("params.yaml", "dvc.lock"):
+    (tmp_path / "docs").mkdir()
+    for name in ("params.yaml", "dvc.lock", "docs/results.md"):
         (tmp_path / name).write_text("a: 1\n")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "-m", "init")
@@ -37,6 +38,10 @@ def test_only_a_clean_checkout_of_the_branch_is_production(checkout, monkeypatch
     assert why_not_production("main", checkout) is None
     (checkout / "dvc.lock").write_text("a: 2\n")  # what `dvc repro` writes as it goes
     assert why_not_production("main", checkout) is None
+    (checkout / "docs/results.md").write_text("a: 2\n")  # the report stage's page, too
+    assert why_not_production("main", checkout, ("dvc.lock", "docs/results.md")) is None
+    assert "docs/results.md" in why_not_production("main", checkout)  # not by default
+    git(checkout, "checkout", "-q", "--", "docs/results.md")
     (checkout / "params.yaml").write_text("a: 2\n")
     assert "uncommitted changes to tracked files: params.yaml" in why_not_production(
         "main", checkout

@@ -165,6 +165,8 @@ def test_systemd_units_verify(shop, tmp_path):
 
 # --- GitHub Actions ------------------------------------------------------------------------
 
+PUSH = "Push what ran and commit dvc.lock and the results page"  # the step's name
+
 EXPR = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
 
 
@@ -225,14 +227,16 @@ def test_github_workflow_on_two_fresh_runners(tmp_path, mlflow_template):
 
     night1 = run_workflow(deploy(bare, tmp_path / "runner1"), context, tmp_path)
     assert night1["outputs"]["retrain"]["exit_code"] == "0", night1
-    assert night1["Push what ran and commit dvc.lock"]["rc"] == 0, night1
+    assert night1[PUSH]["rc"] == 0, night1
     log = sh(["git", "log", "--format=%s", "main"], bare).stdout.splitlines()
     assert log[0] == "retrain: dvc.lock after a scheduled run (new champion)"
+    committed = sh(["git", "show", "--stat", "--format=", "main"], bare).stdout
+    assert "dvc.lock" in committed and "docs/results.md" in committed
 
     runner2 = deploy(bare, tmp_path / "runner2")  # a fresh runner: empty cache, no outputs
     night2 = run_workflow(runner2, context, tmp_path)
     assert night2["outputs"]["retrain"]["exit_code"] == "11", night2  # restored, not re-run
-    assert "nothing ran (exit 11)" in night2["Push what ran and commit dvc.lock"]["out"]
+    assert "nothing ran (exit 11)" in night2[PUSH]["out"]
     assert len(sh(["git", "log", "--format=%s", "main"], bare).stdout.splitlines()) == len(log)
     assert (tmp_path / "step_summary").read_text().count("# emowatch retrain") == 2
 
@@ -241,7 +245,7 @@ def test_github_workflow_on_two_fresh_runners(tmp_path, mlflow_template):
         deploy(bare, tmp_path / "runner3"), {**context, "vars.DVC_REMOTE_URL": ""}, tmp_path
     )
     assert night3["outputs"]["retrain"]["exit_code"] == "13", night3
-    assert "Push what ran and commit dvc.lock" not in night3  # the job stopped there
+    assert PUSH not in night3  # the job stopped there
     assert "the remote lacks the files" in night3["Retrain"]["out"]
 
 

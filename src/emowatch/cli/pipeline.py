@@ -154,5 +154,5 @@ def promote(
 @pipeline.command()
 def report(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Stage `report`: the results table (val, test, deployed path, the gate's paired
-    comparison, data checks) generated from the metrics files into reports/results.md."""
+    comparison, data checks) generated from the metrics files into docs/results.md."""
     run_stage("report", params_file, overrides)

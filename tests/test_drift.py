@@ -14,6 +14,7 @@ from emowatch.config import resolve_path
 from emowatch.deploy import watch
 from emowatch.deploy.hourly import HourlyStats, histogram
 from emowatch.deploy.retention import DailyLog
+from emowatch.errors import DataError
 from emowatch.inference.face_classifier import FacePrediction
 from emowatch.layout import Layout
 from tests.conftest import make_people_photos
@@ -171,3 +172,9 @@ def test_retrain_if_drift_runs_only_past_the_threshold(tmp_path, mlflow_template
     stormy = retrain(shop, "--if-drift", model)
     assert stormy.returncode == 0, stormy.stdout + stormy.stderr  # ran: the stage promoted v2
     assert latest(shop)["drift"]["drifted"] and latest(shop)["outcome"] == "promoted"
+
+
+def test_drift_without_a_champion_says_what_to_do(make_cfg, tmp_path):
+    cfg = make_cfg()
+    with pytest.raises(DataError, match=r"no such registered model version.*make run"):
+        drift.check(cfg, tmp_path)

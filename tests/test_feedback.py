@@ -158,3 +158,14 @@ def test_review_accept_import_commands_put_the_face_where_the_crop_stage_finds_i
     gray = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)
     detector = faces.build_detector(config.compose([], root=REPO).detector)
     assert len(detector(gray)) == 1  # the crop stage's detector finds the face again
+
+
+def test_a_corrupt_record_is_named_not_a_traceback(tmp_path):
+    store = FeedbackStore(tmp_path / "pending")
+    store.save(alert("c0ffee"), astronaut_face(), "angry", "Ana", "cam0")
+    (tmp_path / "pending" / "torn.json").write_text('{"alert_id": "torn", "mark')  # cut short
+    review = emowatch("feedback", "review", *feedback_overrides(tmp_path), cwd=tmp_path)
+    assert review.returncode == 0 and "Traceback" not in review.stderr
+    assert "1 unreadable feedback record(s)" in review.stderr and "torn.json" in review.stderr
+    assert "c0ffee  pending" in review.stdout  # the others are listed as before
+    assert (tmp_path / "pending" / "torn.json").exists()  # left for a person to look at

@@ -105,12 +105,12 @@ def systemd_verdict(service: configparser.SectionProxy, rc: int) -> str:
     return "failed"
 
 
-def exec_start(project: Path) -> subprocess.CompletedProcess:
+def exec_start(project: Path, **env: str) -> subprocess.CompletedProcess:
     service = unit(SCHEDULE / "emowatch-retrain.service")["Service"]
     assert service["Type"] == "oneshot"
     cmd = shlex.split(service["ExecStart"].replace("/opt/emowatch", str(project)))
     cwd = service["WorkingDirectory"].replace("/opt/emowatch", str(project))
-    return subprocess.run(cmd, cwd=cwd, env=scheduler_env(), capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=scheduler_env(**env), capture_output=True, text=True)
 
 
 def test_systemd_service_exit_codes_mean_what_the_unit_says(shop, tmp_path):
@@ -141,6 +141,20 @@ def test_systemd_service_exit_codes_mean_what_the_unit_says(shop, tmp_path):
     failed = exec_start(shop)
     assert (failed.returncode, systemd_verdict(service, failed.returncode)) == (1, "failed")
     assert latest(shop)["outcome"] == "failed"
+
+
+def test_an_unreachable_tracking_store_is_retried_in_one_line(shop):
+    """The MLflow server of a site is down for the night: the retrain says so in one line,
+    runs nothing, and exits 14, which the unit retries (not 1 through a traceback)."""
+    service = unit(SCHEDULE / "emowatch-retrain.service")["Service"]
+    down = exec_start(shop, MLFLOW_TRACKING_URI="http://mlflow:secret@127.0.0.1:9")
+    assert (down.returncode, systemd_verdict(service, down.returncode)) == (14, "restart")
+    assert "Traceback" not in down.stderr and "does not answer" in down.stderr
+    assert "secret" not in down.stdout + down.stderr
+    assert latest(shop)["outcome"] == "tracking store unreachable"
+    assert not (shop / "out").exists()  # nothing ran
+    up = exec_start(shop)  # the server is back (here: the local store)
+    assert (up.returncode, systemd_verdict(service, up.returncode)) == (0, "success")
 
 
 def test_systemd_units_verify(shop, tmp_path):

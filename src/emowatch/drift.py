@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.deploy.hourly import histogram
 from emowatch.deploy.retention import DailyLog
+from emowatch.errors import DataError
 from emowatch.files import read_json, write_json
 
 
@@ -84,16 +85,23 @@ def model_identity(cfg: DictConfig, spec: str, root: Path | None) -> tuple[str, 
         return f"{path.parent.name}-{path.name}-{key}", path.parent.name
     if not spec.startswith("models:/"):
         raise ValueError(f"{spec!r} is neither a model folder nor a models:/ URI")
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from emowatch.tracking.runs import tracking_uri
 
     client = MlflowClient(tracking_uri(cfg, root))
-    name, _, alias = spec.removeprefix("models:/").partition("@")
-    version = client.get_model_version_by_alias(name, alias) if alias else None
-    if version is None:
-        name, _, number = spec.removeprefix("models:/").partition("/")
-        version = client.get_model_version(name, number)
+    try:
+        name, _, alias = spec.removeprefix("models:/").partition("@")
+        version = client.get_model_version_by_alias(name, alias) if alias else None
+        if version is None:
+            name, _, number = spec.removeprefix("models:/").partition("/")
+            version = client.get_model_version(name, number)
+    except MlflowException as err:
+        raise DataError(
+            f"{spec}: no such registered model version ({err.error_code}); run `make run` to "
+            "register and promote one, or name another with --model"
+        ) from None
     return f"{name}-v{version.version}", str(version.tags.get("dataset", "fer2013"))
 
 

@@ -47,11 +47,45 @@ class Outcome(IntEnum):
     NOTHING_TO_DO = 11  # data, code and params unchanged (or, with --if-drift, no drift)
     WOULD_RUN = 12  # --dry-run: stages are out of date and would run
     PULL_FAILED = 13  # `dvc pull` failed (the remote is unreachable?); nothing ran
+    TRACKING_UNREACHABLE = 14  # the MLflow tracking store cannot be reached; nothing ran
     LOCKED = 75  # another retrain holds the lock (EX_TEMPFAIL: try again later)
 
 
 class PullFailed(Exception):
     """`dvc pull` failed and stale data was not asked for."""
+
+
+class TrackingUnreachable(Exception):
+    """The MLflow tracking store (a server, a database) does not answer."""
+
+
+def check_tracking(cfg: DictConfig, root: Path) -> str:
+    """The tracking URI, once it answered a request (quickly: a few seconds, no long retry
+    loop); raises TrackingUnreachable naming the URI (without its credentials)."""
+    from emowatch.deploy import redact
+    from emowatch.tracking.runs import tracking_uri
+
+    uri = tracking_uri(cfg, root)
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as err:
+        said = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        raise TrackingUnreachable(
+            f"the MLflow tracking store {redact.source(uri)} does not answer "
+            f"({type(err).__name__}: {redact.text(said)}); nothing ran, try again later"
+        ) from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return uri
 
 
 class Locked(Exception):
@@ -331,7 +365,15 @@ def write_report(cfg: DictConfig, report: Report, root: Path) -> tuple[Path, Pat
     md_path.write_text(markdown(report))
     shutil.copyfile(json_path, folder / "latest.json")
     shutil.copyfile(md_path, folder / "latest.md")
-    log_to_mlflow(cfg, report, [json_path, md_path], root)
+    if report.outcome != "tracking store unreachable":
+        try:
+            log_to_mlflow(cfg, report, [json_path, md_path], root)
+        except Exception as err:  # the files are written; the exit code is the outcome's
+            print(
+                f"emowatch retrain: the report is not in MLflow ({type(err).__name__}); "
+                f"it is in {md_path}",
+                file=sys.stderr,
+            )
     return json_path, md_path
 
 
@@ -394,6 +436,7 @@ def _retrain(
         "EMOWATCH_PIPELINE_ID", f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     )
     try:
+        check_tracking(cfg, root)  # before anything runs: a store that is down fails fast
         if if_drift:
             from emowatch import drift
 
@@ -437,6 +480,10 @@ def _retrain(
         report.outcome, report.error = "pull failed", str(err)
         print(f"emowatch retrain: {err}", file=sys.stderr)
         return Outcome.PULL_FAILED
+    except TrackingUnreachable as err:
+        report.outcome, report.error = "tracking store unreachable", str(err)
+        print(f"emowatch retrain: {err}", file=sys.stderr)
+        return Outcome.TRACKING_UNREACHABLE
     except Exception as err:  # the report says what failed; the exit code says it failed
         report.outcome, report.error = "failed", f"{type(err).__name__}: {err}"
         print(f"emowatch retrain: {report.error}", file=sys.stderr)

@@ -76,7 +76,8 @@ def retrain(
     """Pull, reproduce and promote if anything changed: one idempotent command for schedulers.
 
     Exit codes: 0 promoted, 1 failed, 10 ran but kept the champion, 11 nothing to do, 12
-    (--dry-run) stages would run, 13 dvc pull failed, 75 another retrain is running, 130/143
+    (--dry-run) stages would run, 13 dvc pull failed, 14 the MLflow tracking store does not
+    answer, 75 another retrain is running, 130/143
     stopped by SIGINT/SIGTERM (children stopped, MLflow runs KILLED). The report (data hash, new
     photos, changes, champions before/after, the gate's reasons) goes to reports/retrain/ and
     to MLflow.
@@ -127,6 +128,14 @@ def feedback_review(overrides: Overrides = None, params_file: ParamsOpt = None) 
     if expired:
         typer.echo(f"deleted {len(expired)} face(s) kept longer than {store.keep_days:g} days")
     items = store.items()
+    if store.unreadable:
+        names = ", ".join(str(p) for p in store.unreadable[:5])
+        typer.secho(
+            f"{len(store.unreadable)} unreadable feedback record(s), left for you to look at: "
+            f"{names}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if not items:
         typer.echo(f"no feedback faces in {store.folder}")
     for m in items:

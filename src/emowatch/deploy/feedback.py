@@ -80,13 +80,21 @@ class FeedbackStore:
         tmp.replace(path)
 
     def items(self) -> list[dict[str, Any]]:
-        """Every kept crop's record, oldest first (records without their PNG are dropped)."""
+        """Every kept crop's record, oldest first (records without their PNG are dropped).
+        A record that cannot be read is left where it is, for a person to look at, and listed
+        in `unreadable`."""
+        self.unreadable: list[Path] = []
         if not self.folder.is_dir():
             return []
         out = []
         for path in sorted(self.folder.glob("*.json")):
-            meta = json.loads(path.read_text())
-            if (self.folder / f"{meta['alert_id']}.png").is_file():
+            try:
+                meta = json.loads(path.read_text())
+                alert_id, _ = str(meta["alert_id"]), float(meta["marked_at"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+                self.unreadable.append(path)
+                continue
+            if (self.folder / f"{alert_id}.png").is_file():
                 out.append(meta)
             else:
                 path.unlink()

@@ -71,3 +71,12 @@ def test_info_prints_the_mlflow_ui_command():
     assert result.exit_code == 0 and "mlflow ui --backend-store-uri sqlite:///" in result.output
     # a link that opens the runs table, not MLflow 3's GenAI overview
     assert "#/experiments" in result.output and "workflowType=machine_learning" in result.output
+
+
+def test_an_unknown_dataset_is_a_usage_error_before_anything_runs():
+    for args in (["train", "-d", "foo", "-m", "cnn1"], ["history", "-d", "foo"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
+        assert "'foo' is not a dataset: fer2013 or photos" in said
+        assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -26,7 +26,18 @@ ParamsOpt = Annotated[
         help="Read the composed params file (what dvc.yaml stages use) instead of composing conf/.",
     ),
 ]
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="fer2013 or photos.")]
+DATASETS = ("fer2013", "photos")
+
+
+def check_dataset(value: str) -> str:
+    if value not in DATASETS:
+        raise typer.BadParameter(f"{value!r} is not a dataset: {' or '.join(DATASETS)}")
+    return value
+
+
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", "-d", help="fer2013 or photos.", callback=check_dataset)
+]
 ModelOpt = Annotated[
     str,
     typer.Option(

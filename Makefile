@@ -46,8 +46,10 @@ test: data
 
 # The slow end-to-end tests: retrain end to end (a new person, an experiment), DDP on 2 CPU
 # processes, PostgreSQL + S3 MLflow, the watcher's soak test with faults (about 2.5 min).
+# Two at a time (pytest-xdist): each is mostly one process at a time, and the longest (retrain
+# end to end) then runs beside the others instead of before them.
 test-slow: data
-	$(BIN)/python -m pytest -m slow; rc=$$?; \
+	$(BIN)/python -m pytest -m slow -n 2 --dist worksteal; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
 test-all: data

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -39,6 +40,34 @@ def champion_confusion() -> Path:
     model = next(m for m, v in register["versions"].items() if str(v["version"]) == version)
     source = ROOT / "reports/evaluate/fer2013" / model / "confusion.png"
     return Path(shutil.copy(source, IMAGES / "confusion_champion.png"))
+
+
+# The evaluate runs' headline metrics, as columns of the runs table.
+RUN_COLUMNS = (
+    "val/recall_angry_at_threshold",
+    "test/accuracy",
+    "test/recall_angry_at_threshold",
+    "test/precision_angry_at_threshold",
+    "deployed/decide/recall_angry",
+)
+
+
+def show_columns(driver, titles: tuple[str, ...]) -> None:
+    """Close the assistant panel and tick metric columns in the table's Columns menu."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+        button.click()
+    menu = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Columns"]
+    menu[0].click()
+    time.sleep(2)
+    for title in titles:
+        node = driver.find_elements(By.CSS_SELECTOR, f"span[title='{title}']")[0]
+        driver.execute_script("arguments[0].scrollIntoView(); arguments[0].click()", node)
+        time.sleep(0.5)
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    time.sleep(2)
 
 
 def mlflow_runs() -> Path:
@@ -68,9 +97,11 @@ def mlflow_runs() -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             driver = headless_chromium(Path(tmp))
             try:
-                driver.set_window_size(1600, 900)
-                driver.get(runs_page(cfg, uri, base))
+                driver.set_window_size(1900, 700)
+                only = urllib.parse.quote("attributes.run_name LIKE 'evaluate-%'")
+                driver.get(runs_page(cfg, uri, base) + f"&searchFilter={only}")
                 time.sleep(15)  # the UI renders the table client-side
+                show_columns(driver, RUN_COLUMNS)
                 path = IMAGES / "mlflow_runs.png"
                 driver.save_screenshot(str(path))
             finally:

@@ -12,10 +12,16 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from emowatch import config, targets
 from emowatch.deploy import pyfunc
 from emowatch.errors import UnsafeModelError
+from emowatch.inference.face_classifier import spec_of
 from emowatch.inference.loading import build_network, load_trained
+from emowatch.layout import Layout
+from emowatch.stages import train, tune
+from tests.conftest import REPO
 
 CNN = {
     "net": {"_target_": "emowatch.models.nets.ConvNet", "filters": [8, 16], "units": [16]},
@@ -60,10 +66,102 @@ def test_a_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
 )
 def test_a_spec_may_only_name_emowatch_networks(net, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UnsafeModelError, match="only name one of emowatch's networks"):
+    with pytest.raises(UnsafeModelError, match=r"network .* emowatch builds only \["):
         build_network(CNN | {"net": net})
     assert not (tmp_path / "pwned").exists()
     assert build_network(CNN)(torch.zeros(2, 1, 48, 48)).shape == (2, 2)
+
+
+def plant(model_dir: Path, net: dict) -> None:
+    """A trained model's files whose model.json names `net`, as a remote could hand them over."""
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.json").write_text(json.dumps(CNN | {"net": net}))
+    torch.save({"state_dict": {}}, model_dir / "model.ckpt")
+
+
+def test_a_planted_model_json_never_reaches_training_or_tuning(make_cfg, tmp_path, monkeypatch):
+    """The photo models start from FER2013's model.json (pulled from the DVC remote by the
+    retrain job): a foreign `_target_` there stops train and tune before anything is built."""
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg()
+    plant(
+        Layout(cfg).model("fer2013", "cnn3").model_dir,
+        {"_target_": "os.system", "command": "touch pwned"},
+    )
+    with pytest.raises(UnsafeModelError, match=r"refused to build the network \['os.system'\]"):
+        train.model_config(cfg, "photos", "cnn3", None)
+    with pytest.raises(UnsafeModelError, match=r"model\.json"):
+        tune.study_base(cfg, "photos", None)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "node"),
+    [
+        ("optimizer", {"_target_": "os.system", "command": "touch pwned"}),
+        ("optimizer", {"_target_": "torch.optim.adam.os.system"}),
+        ("scheduler", {"_target_": "builtins.exec", "source": "1"}),
+        ("trainer", {"_target_": "subprocess.Popen", "args": ["touch", "pwned"]}),
+        ("transform", {"_target_": "albumentations.Compose", "x": {"_target_": "os.remove"}}),
+        ("network", {"_target_": "torch.nn.Linear"}),
+    ],
+)
+def test_every_config_target_goes_through_the_allow_list(role, node, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsafeModelError, match=f"refused to build the {role}"):
+        targets.build(node, role)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_shipped_config_names_only_allowed_targets():
+    """Every `_target_` the composed conf/ holds, with every model and option, is allowed."""
+    cfg = config.compose([], root=REPO)
+    roles = {"net": "network", "optimizer": "optimizer", "scheduler": "scheduler"}
+    checked = 0
+    for name in cfg.models:
+        for key, role in roles.items():
+            if cfg.models[name].get(key) is not None:
+                targets.check(cfg.models[name][key], role)
+                checked += 1
+    for path in sorted((REPO / "conf/scheduler").glob("*.yaml")):
+        targets.check(OmegaConf.load(path), "scheduler", path.name)
+        checked += 1
+    for path in sorted((REPO / "conf/trainer").glob("*.yaml")):
+        targets.check(OmegaConf.load(path), "trainer", path.name)
+        checked += 1
+    for t in cfg.augment.transforms.values():
+        if t is not None:
+            targets.check(t, "transform")
+            checked += 1
+    assert checked >= 20
+
+
+def spec(**extra) -> dict:
+    detector = {"name": "haar", "cascade": "haarcascade_frontalface_default.xml", "min_size": 30}
+    return spec_of(CNN, 0.4, "none", 0.2, detector) | extra
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"run": "os.system"}, r"unknown keys \['run'\]"),
+        ({"detector": {"name": "haar", "cascade": "/etc/passwd"}}, "not a cascade file"),
+        ({"detector": {"name": "haar", "cascade": "../../x.xml"}}, "not a cascade file"),
+        ({"detector": {"name": "haar", "shell": "sh"}}, r"unknown detector settings \['shell'\]"),
+    ],
+)
+def test_a_registered_model_config_is_checked(registry, bad, match):
+    """The registry's model config is validated before the served model is built."""
+    model_dir = registry / "model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text(json.dumps(CNN))
+    torch.save(build_network(CNN).state_dict(), model_dir / "model.ckpt")
+    with mlflow.start_run():
+        good = pyfunc.log_model(model_dir, spec(), "good", {})
+        evil = pyfunc.log_model(model_dir, spec(**bad), "evil", {})
+    assert pyfunc.load_classifier(good).threshold == 0.4
+    with pytest.raises(UnsafeModelError, match=match):
+        pyfunc.load_classifier(evil)
 
 
 class Evil(mlflow.pyfunc.PythonModel):

@@ -6,15 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import albumentations as A
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from emowatch.layout import Layout
+from emowatch.targets import build as build_target
 
 
 def build(acfg: DictConfig, seed: int | None = None) -> A.Compose:
     """Compose the configured transforms, in config order."""
-    transforms = [instantiate(t) for t in acfg.transforms.values() if t is not None]
+    transforms = [
+        build_target(t, "transform", f"augment.transforms.{name}")
+        for name, t in acfg.transforms.items()
+        if t is not None
+    ]
     return A.Compose(transforms, seed=seed)
 
 

@@ -29,7 +29,7 @@ import torch
 from emowatch.data.images import NOT_AN_IMAGE, load_gray
 from emowatch.errors import UnsafeModelError
 from emowatch.inference import loading
-from emowatch.inference.face_classifier import FaceClassifier, to_gray
+from emowatch.inference.face_classifier import FaceClassifier, check_spec, to_gray
 
 COLUMNS = [
     "image",
@@ -119,6 +119,8 @@ NETWORK_KEYS = ("net", "classes", "input_shape", "normalize")
 
 
 def build_classifier(network: Path, weights: Path, spec: dict) -> FaceClassifier:
+    """The face classifier of a logged model's files; its model config is checked first."""
+    check_spec(spec, str(network.parent))
     net = loading.load_network(json.loads(network.read_text()), weights)
     return FaceClassifier(net, spec)
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from emowatch.errors import UnsafeModelError
 from emowatch.inference import faces
 from emowatch.inference.loading import load_trained
 from emowatch.inference.predict import predict
@@ -65,6 +66,35 @@ def spec_of(
         "detector": dict(det),
         "clahe": bool(clahe),
     }
+
+
+SPEC_REQUIRED = ("classes", "input_size", "normalize", "threshold_angry", "crop_margin", "detector")
+SPEC_OPTIONAL = ("tta", "clahe")  # absent in versions registered before they existed
+
+
+def check_spec(spec: dict, where: str) -> None:
+    """Refuse (UnsafeModelError) a deployment spec from outside this machine (the registry's
+    model config) with a key emowatch does not know, a missing key, an unknown detector or
+    detector setting, or a cascade file that is not one of the installed OpenCV's own."""
+    keys = set(spec)
+    unknown = sorted(keys - {*SPEC_REQUIRED, *SPEC_OPTIONAL})
+    missing = [k for k in SPEC_REQUIRED if k not in keys]
+    if unknown or missing:
+        raise UnsafeModelError(
+            f"{where}: model config has unknown keys {unknown} / lacks {missing}; "
+            f"an emowatch model config has {[*SPEC_REQUIRED, *SPEC_OPTIONAL]}"
+        )
+    det = dict(spec["detector"])
+    settings = faces.detector_settings(str(det.get("name")))
+    foreign = sorted(set(det) - {"name", *settings})
+    if foreign:
+        raise UnsafeModelError(f"{where}: unknown detector settings {foreign} (known: {settings})")
+    cascade = str(det.get("cascade", ""))
+    if cascade and (Path(cascade).name != cascade or not faces.installed_cascade(cascade)):
+        raise UnsafeModelError(
+            f"{where}: detector cascade {cascade!r} is not a cascade file of the installed "
+            "OpenCV; a registered model may only name one of those"
+        )
 
 
 class FaceClassifier:

@@ -7,6 +7,7 @@ boxes are returned in the input image's pixels. Nothing is ever drawn on the ima
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,6 +85,22 @@ class HaarDetector:
             box = tuple(round(v / scale) for v in (x, y, w, h))
             faces.append(Face(box, float(weight)))  # type: ignore[arg-type]
         return faces
+
+
+DETECTORS = {"haar": HaarDetector}
+
+
+def detector_settings(name: str) -> list[str]:
+    """The settings a detector takes (its constructor's parameters); unknown name: ValueError."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r} (available: {', '.join(DETECTORS)})")
+    return [p for p in inspect.signature(DETECTORS[name]).parameters if p != "self"]
+
+
+def installed_cascade(name: str) -> bool:
+    """Whether `name` is a cascade file shipped inside the installed opencv package."""
+    data = getattr(cv2, "data", None)
+    return data is not None and (Path(data.haarcascades) / name).is_file()
 
 
 def build_detector(cfg: DictConfig) -> Detector:

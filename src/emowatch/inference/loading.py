@@ -1,6 +1,7 @@
 """Load a trained network without running anything a file says: weights come from a plain
 tensor file (`weights_only=True`, never a pickle), and the network is rebuilt from a JSON spec
-whose class must be one of emowatch's own networks (`NETWORKS`), never an arbitrary `_target_`.
+whose class must be one of emowatch's own networks (`targets.NETWORKS`), never an arbitrary
+`_target_`.
 """
 
 from __future__ import annotations
@@ -12,39 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
+from emowatch import targets
 from emowatch.errors import UnsafeModelError
-
-# The networks a spec may name: emowatch's own, and nothing else.
-NETWORKS = ("emowatch.models.nets.ConvNet", "emowatch.models.backbones.Backbone")
-
-
-def _targets(node: Any) -> list[str]:
-    """Every `_target_` anywhere in a config tree."""
-    if isinstance(node, Mapping):
-        found = [str(node["_target_"])] if "_target_" in node else []
-        return found + [t for k, v in node.items() if k != "_target_" for t in _targets(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _targets(v)]
-    return []
 
 
 def build_network(info: Mapping[str, Any]) -> torch.nn.Module:
     """The network a spec (model.json: `net`, `classes`, `input_shape`) describes, untrained.
-    Refuses a spec that names any class outside `NETWORKS`, at any depth."""
+    Refuses a spec that names any class outside `targets.NETWORKS`, at any depth."""
     net_cfg = dict(info["net"])
-    targets = _targets(net_cfg)
-    if not targets or targets[0] not in NETWORKS or len(targets) > 1:
-        raise UnsafeModelError(
-            f"refused to build network {targets or '(no _target_)'}: a model spec may only name "
-            f"one of emowatch's networks {list(NETWORKS)}"
-        )
-    if targets[0].endswith("Backbone"):
+    targets.check(net_cfg, "network", "the model spec")
+    if str(net_cfg.get("_target_", "")).endswith("Backbone"):
         net_cfg["weights"] = "none"  # the trained weights follow; no ImageNet file is needed
     channels, size, _ = info["input_shape"]
-    return instantiate(
-        net_cfg, num_classes=len(info["classes"]), in_channels=channels, input_size=size
+    return targets.build(
+        net_cfg,
+        "network",
+        "the model spec",
+        num_classes=len(info["classes"]),
+        in_channels=channels,
+        input_size=size,
     )
 
 

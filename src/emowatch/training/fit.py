@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -24,6 +23,7 @@ from omegaconf import DictConfig
 from emowatch.data.datamodule import FaceDataModule
 from emowatch.data.splits import SplitArrays
 from emowatch.models.lightning_module import EmotionClassifier
+from emowatch.targets import build
 from emowatch.training import mixing, precision, progress
 
 
@@ -45,8 +45,12 @@ def apply_params(
 
 def build_net(model_cfg: DictConfig, arrays: SplitArrays) -> torch.nn.Module:
     """The network of a model config, sized for the dataset."""
-    return instantiate(
-        model_cfg.net, num_classes=len(arrays.classes), in_channels=1, input_size=arrays.image_size
+    return build(
+        model_cfg.net,
+        "network",
+        num_classes=len(arrays.classes),
+        in_channels=1,
+        input_size=arrays.image_size,
     )
 
 
@@ -59,11 +63,11 @@ def build_module(
 ) -> EmotionClassifier:
     """The LightningModule with the network, optimizer and scheduler injected from config."""
     scfg = scheduler_config(cfg, model_cfg)
-    scheduler = instantiate(scfg) if scfg else None
+    scheduler = build(scfg, "scheduler") if scfg else None
     per_step = bool(scfg and "OneCycle" in scfg._target_)  # sized by the run, stepped per batch
     return EmotionClassifier(
         net=build_net(model_cfg, arrays),
-        optimizer=instantiate(model_cfg.optimizer),
+        optimizer=build(model_cfg.optimizer, "optimizer"),
         classes=arrays.classes,
         scheduler=scheduler,
         scheduler_interval="step" if per_step else "epoch",
@@ -188,8 +192,9 @@ def build_trainer(
                 enable_version_counter=False,
             )
         )
-    return instantiate(
+    return build(
         cfg.trainer,
+        "trainer",
         max_epochs=max_epochs,
         callbacks=callbacks,
         logger=logger if logger else False,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emowatch.errors import DataError
 from emowatch.layout import Layout
+from emowatch.targets import check
 
 ARCHITECTURE_PARAMS = ("filters_", "units_")
 
@@ -48,6 +49,7 @@ def find_source(cfg: DictConfig, dataset: str, model: str, root: Path | None) ->
             f"run `dvc repro train@{origin}-{model}` first"
         )
     info = json.loads(info_path.read_text())
+    check(info.get("net"), "network", str(info_path))  # pulled from the remote: nothing foreign
     norm = cfg.train[dataset].normalize
     if (norm.mean, norm.std) != (info["normalize"]["mean"], info["normalize"]["std"]):
         raise DataError(

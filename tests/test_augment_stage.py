@@ -11,7 +11,7 @@ from emowatch.data import augmentation
 from emowatch.errors import DataError
 from emowatch.layout import Layout
 from emowatch.stages import augment, crop_faces
-from tests.conftest import make_photo_folder
+from tests.conftest import PHOTO_FOLDER_PINS, make_photo_folder
 
 
 def test_pipeline_from_config_in_order(make_cfg):
@@ -49,7 +49,7 @@ def test_saved_pipeline_loads_and_replays_with_a_seed(make_cfg, tmp_path):
 
 def test_stage_writes_pipeline_and_preview(make_cfg, tmp_path):
     make_photo_folder(tmp_path / "data/photos")
-    cfg = make_cfg("data.photos.min_face_rate=0.3", "augment.preview_variants=4")
+    cfg = make_cfg(PHOTO_FOLDER_PINS, "data.photos.min_face_rate=0.3", "augment.preview_variants=4")
     crop_faces.main(cfg)
     saved = augment.main(cfg)
     assert saved == Layout(cfg).augment_pipeline and saved.is_file()

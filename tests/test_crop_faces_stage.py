@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import pytest
 from mlflow.tracking import MlflowClient
 
 from emowatch.data import photos
+from emowatch.deploy import feedback
 from emowatch.errors import DataError
 from emowatch.inference import faces
 from emowatch.layout import Layout
 from emowatch.stages import crop_faces
-from tests.conftest import make_photo_folder
+from tests.conftest import PHOTO_FOLDER_PINS, make_photo_folder
 
 EXPECTED = {
     "HH.loose.jpg": "not_in_class_folder",
@@ -30,7 +32,7 @@ EXPECTED = {
 @pytest.fixture
 def photo_cfg(make_cfg, tmp_path):
     make_photo_folder(tmp_path / "data/photos")
-    return make_cfg("data.photos.min_face_rate=0.3")
+    return make_cfg(PHOTO_FOLDER_PINS, "data.photos.min_face_rate=0.3")
 
 
 def test_every_file_gets_a_status_and_faces_are_cropped(photo_cfg, tmp_path, capsys):
@@ -88,19 +90,84 @@ def test_too_few_faces_fails_loudly(make_cfg, tmp_path):
 
 def test_unmatched_subject_regex_fails(make_cfg, tmp_path):
     make_photo_folder(tmp_path / "data/photos")
-    cfg = make_cfg("data.photos.min_face_rate=0.3", "data.photos.subject_regex='^(\\d+)_'")
+    cfg = make_cfg(
+        PHOTO_FOLDER_PINS, "data.photos.min_face_rate=0.3", "data.photos.subject_regex='^(\\d+)_'"
+    )
     with pytest.raises(DataError, match=r"do not match data\.photos\.subject_regex"):
         crop_faces.main(cfg)
 
 
 def test_subject_split_keeps_people_apart_and_stratified_split_without_regex():
     items = [{"label": i % 4, "subject": f"S{i % 7}"} for i in range(70)]
-    parts = photos.split(items, val=0.2, test=0.2, seed=1, by_subject=True)
+    pins = {"test": ["S3"], "val": ["S5"]}
+    parts = photos.split(items, val=0.2, test=0.2, seed=1, by_subject=True, pinned=pins)
     subjects = {s: {it["subject"] for it in parts[s]} for s in parts}
     assert not subjects["train"] & subjects["val"] and not subjects["train"] & subjects["test"]
-    assert not subjects["val"] & subjects["test"] and len(subjects["test"]) == 1
-    assert sum(len(p) for p in parts.values()) == 70
+    assert not subjects["val"] & subjects["test"] and {"S3"} <= subjects["test"]
+    assert "S5" in subjects["val"] and sum(len(p) for p in parts.values()) == 70
     strat = photos.split(items, val=0.2, test=0.2, seed=1, by_subject=False)
     assert [sum(it["label"] == c for it in strat["test"]) for c in range(4)] == [4, 4, 3, 3]
     assert photos.subject_of("KA.AN1.39.tiff", r"^([A-Za-z]+)\.") == "KA"
     assert photos.subject_of("0001.png", r"^([A-Za-z]+)\.") is None
+
+
+def entries_of(people: list[str], classes=("angry", "happy", "neutral", "sad")) -> list[dict]:
+    """Crop-report entries: one cropped photo per person and class."""
+    return [
+        {"file": f"{c}/{p}.{c[:2].upper()}1.{i}.png", "class": c, "crop": f"{c}/{p}.{i}.png"}
+        for p in people
+        for i, c in enumerate(classes)
+    ]
+
+
+def people_splits(lists: dict) -> dict[str, str]:
+    return {it["subject"]: s for s in ("train", "val", "test") for it in lists[s]}
+
+
+def test_adding_a_person_and_two_cameras_feedback_moves_nobody(make_cfg):
+    """The shipped people (pinned as they were), then a new person and the feedback faces of two
+    cameras: everyone already there keeps their split, each camera is one person."""
+    cfg = make_cfg()
+    shipped = ["KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM"]
+    before = people_splits(crop_faces.make_splits(entries_of(shipped), cfg.data.photos, 42))
+    assert {p for p, s in before.items() if s == "test"} == {"NA", "NM"}
+    cams = [feedback.subject_id("FB", c) for c in ("cam0", "cam1")]
+    assert cams == ["FBcamA", "FBcamB"]  # one subject per camera, matching the subject regex
+    grown = crop_faces.make_splits(entries_of([*shipped, "ZO", *cams]), cfg.data.photos, 42)
+    after = people_splits(grown)
+    assert {p: after[p] for p in before} == before
+    assert set(after) == {*shipped, "ZO", *cams} and grown["subjects"]["test"][:2] == ["NA", "NM"]
+
+
+def test_unpinned_people_never_move_as_the_site_grows():
+    people = [f"P{i:03d}" for i in range(40)]
+    first = photos.assign_subjects(people[:12], 0.2, 0.2, "shop")
+    for n in (13, 20, 40):
+        later = photos.assign_subjects(people[:n][::-1], 0.2, 0.2, "shop")  # any order
+        assert {p: later[p] for p in first} == first
+    counts = {s: list(later.values()).count(s) for s in ("train", "val", "test")}
+    assert min(counts.values()) >= 4  # the hash spreads people over the three splits
+
+
+def test_a_site_whose_people_miss_a_split_is_told_whom_to_pin():
+    items = [{"label": 0, "subject": s} for s in ("AA", "CC", "DD", "GG")]  # all hash to train
+    with pytest.raises(DataError, match=r"no person falls into val or test .* pin one, e\.g\. "):
+        photos.split(items, 0.2, 0.2, 1, by_subject=True, salt="emowatch")
+    with pytest.raises(DataError, match="pinned to both"):
+        photos.assign_subjects(["AA"], 0.2, 0.2, "s", {"test": ["AA"], "val": ["AA"]})
+
+
+def test_a_misnamed_class_folder_is_listed_with_a_warning(make_cfg, tmp_path, capsys):
+    root = make_photo_folder(tmp_path / "data/photos")
+    for folder in ("Angry", "frustrated"):
+        (root / folder).mkdir()
+        shutil.copy(root / "angry/AA.AN1.jpg", root / folder / "ZZ.AN1.jpg")
+    report = crop_faces.main(make_cfg(PHOTO_FOLDER_PINS, "data.photos.min_face_rate=0.3"))
+    statuses = {e["file"]: e["status"] for e in report["files"]}
+    assert statuses["Angry/ZZ.AN1.jpg"] == statuses["frustrated/ZZ.AN1.jpg"] == "unknown_class"
+    assert report["summary"]["unknown_classes"] == {"Angry": 1, "frustrated": 1}
+    out = capsys.readouterr().out
+    assert "warning: 2 photos in class folders emowatch does not know" in out
+    assert "Angry/ (1), frustrated/ (1)" in out and "unknown" in out.splitlines()[1]
+    crops = Layout(make_cfg()).photo_crops
+    assert not (crops / "Angry").exists() and not (crops / "frustrated").exists()

@@ -153,7 +153,7 @@ def test_review_accept_import_commands_put_the_face_where_the_crop_stage_finds_i
     done = emowatch("feedback", "import", *ov, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "imported 1, deleted 1 declined and 0 expired; 0 still pending" in done.stdout
-    photo = tmp_path / "data/photos/angry/FBcam.AN1.c0ffee.png"
+    photo = tmp_path / "data/photos/angry/FBcamA.AN1.c0ffee.png"
     assert photo.is_file() and not (tmp_path / "pending/bad.png").exists()
     gray = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)
     detector = faces.build_detector(config.compose([], root=REPO).detector)

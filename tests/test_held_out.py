@@ -1,7 +1,8 @@
-"""The test split decides nothing: with the test labels shuffled, every decision of train,
-evaluate, register and promote is the same (checkpoints, TTA, thresholds, cross-fitted val
-figures, deployed-path figures of the deciding people, the challenger, the gate and its
-paired comparison), while the test figures, which are reported, do change."""
+"""The test split decides nothing: with FER2013's test labels shuffled, and the photos' test
+person's labels shuffled and images swapped, every decision of train, evaluate, register and
+promote is the same for the FER2013 and the photos models (checkpoints, TTA, thresholds,
+cross-fitted val figures, deployed-path figures of the deciding people, the challenger, the gate
+and its paired comparison), while the test figures, which are reported, do change."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from emowatch import config
 from emowatch.data import augmentation
 from emowatch.layout import Layout
-from emowatch.stages import evaluate, promote, register, train
+from emowatch.stages import crop_faces, evaluate, promote, register, train
 from tests.conftest import REPO, TINY_TRAINING, isolated, make_fer_arrays, make_people_photos
 
 
@@ -30,6 +31,10 @@ def project(root: Path, mlflow_template: Path, shuffle_test_labels: bool):
             "train.fer2013.max_epochs=3",
             "registry.promotion.recall_tolerance=1.0",
             "registry.promotion.deployed_recall_floor.fer2013=0.0",
+            "registry.promotion.deployed_recall_floor.photos=0.0",
+            "train.photos.max_epochs=2",
+            "train.photos.batch_size=4",
+            f"data.photos.split.pinned={PINS}",
         ],
         root=REPO,
     )
@@ -39,40 +44,65 @@ def project(root: Path, mlflow_template: Path, shuffle_test_labels: bool):
             arrays = dict(d)
         arrays["y"] = np.random.default_rng(7).permutation(arrays["y"])
         np.savez(out / "test.npz", **arrays)
-    make_people_photos(Path(cfg.paths.data_dir), Path(cfg.data.photos.splits))
+    make_people_photos(Path(cfg.paths.data_dir), Path(cfg.data.photos.splits), PEOPLE)
+    if shuffle_test_labels:
+        swap_test_person(Path(cfg.data.photos.root))
+    crop_faces.main(cfg)  # the photos models' crops and splits
     augmentation.save(augmentation.build(cfg.augment, seed=0), Path(cfg.augment.pipeline))
     return cfg
 
 
-def weights(cfg, model: str) -> dict[str, torch.Tensor]:
-    path = Layout(cfg).model("fer2013", model).weights
+# Two val people: the photos models' operating point is cross-fitted by person.
+PEOPLE = {"PA": "train", "PB": "train", "PC": "val", "PE": "val", "PD": "test"}
+PINS = "{train: [PA, PB], val: [PC, PE], test: [PD]}"
+
+
+def swap_test_person(photos: Path, person: str = "PD", donor: str = "PA") -> None:
+    """The test person's photos: each label moved to another class folder (a derangement) and
+    each image replaced by the donor's photo of another class."""
+    files = sorted(photos.glob(f"*/{person}.*"))
+    classes = [f.parent.name for f in files]
+    for f in files:
+        f.unlink()
+    for i in range(len(classes)):
+        label = classes[(i + 1) % len(classes)]
+        image = classes[(i + 2) % len(classes)]
+        donor_photo = photos / image / f"{donor}.{image[:2].upper()}1.png"
+        shutil.copy(donor_photo, photos / label / f"{person}.{label[:2].upper()}1.{i}.png")
+
+
+def weights(cfg, dataset: str, model: str) -> dict[str, torch.Tensor]:
+    path = Layout(cfg).model(dataset, model).weights
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def decisions(cfg) -> tuple[dict, dict]:
     """(every decision the pipeline makes, the test figures it reports)."""
     made, reported = {}, {}
-    for model in ("cnn1", "cnn2"):
-        train.main(cfg, "fer2013", model)
-        m = evaluate.main(cfg, "fer2013", model)
-        made[model] = {
-            "weights": weights(cfg, model),
-            "tta": m["tta"],
-            "val": m["val"],
-            "deployed_decide": m["deployed"]["decide"],
-        }
-        reported[model] = {k: m[k] for k in ("accuracy", "recall_angry_at_threshold")}
-    for round_, candidates in enumerate((["cnn1"], ["cnn2"], ["cnn1", "cnn2"])):
-        cfg.registry.candidates.fer2013 = candidates
-        chosen = register.main(cfg, "fer2013")["challenger"]
-        decision = promote.main(cfg, "fer2013")
-        made[f"round {round_}"] = {
-            "challenger": chosen,
-            "promoted": decision["promoted"],
-            "reason": decision["reason"],
-            "compared": decision["compared"],
-            "champion": decision["champion_after"],
-        }
+    for dataset in ("fer2013", "photos"):  # the photo models start from the FER2013 ones
+        for model in ("cnn1", "cnn2"):
+            train.main(cfg, dataset, model)
+            m = evaluate.main(cfg, dataset, model)
+            made[f"{dataset} {model}"] = {
+                "weights": weights(cfg, dataset, model),
+                "tta": m["tta"],
+                "val": m["val"],
+                "deployed_decide": m["deployed"]["decide"],
+            }
+            reported[f"{dataset} {model}"] = {
+                k: m[k] for k in ("accuracy", "recall_angry_at_threshold")
+            }
+        for round_, candidates in enumerate((["cnn1"], ["cnn2"], ["cnn1", "cnn2"])):
+            cfg.registry.candidates[dataset] = candidates
+            chosen = register.main(cfg, dataset)["challenger"]
+            decision = promote.main(cfg, dataset)
+            made[f"{dataset} round {round_}"] = {
+                "challenger": chosen,
+                "promoted": decision["promoted"],
+                "reason": decision["reason"],
+                "compared": decision["compared"],
+                "champion": decision["champion_after"],
+            }
     return made, reported
 
 
@@ -91,9 +121,15 @@ def test_shuffled_test_labels_change_no_decision(tmp_path, mlflow_template, monk
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set by the first project's runs
     made_shuffled, reported_shuffled = decisions(project(tmp_path / "b", mlflow_template, True))
 
-    assert made["round 1"]["compared"]["paired"]  # the gate did compare with a champion
+    for dataset in ("fer2013", "photos"):  # the gate did compare with a champion
+        assert made[f"{dataset} round 1"]["compared"]["paired"], made[f"{dataset} round 1"]
+    assert made.keys() == made_shuffled.keys()
     for key in made:
         assert same(made[key], made_shuffled[key]), key
-    assert reported != reported_shuffled  # the test split was read: to report
-    saved = json.loads((tmp_path / "b/reports/registry/fer2013_promotion.json").read_text())
-    assert saved["reason"] == made_shuffled["round 2"]["reason"]
+    for key in reported:  # the test split was read: to report
+        assert reported[key] != reported_shuffled[key], key
+    for dataset in ("fer2013", "photos"):
+        saved = json.loads((tmp_path / f"b/reports/registry/{dataset}_promotion.json").read_text())
+        assert saved["reason"] == made_shuffled[f"{dataset} round 2"]["reason"]
+    crops = json.loads((tmp_path / "b/artifacts/photos/splits.json").read_text())
+    assert crops["subjects"]["test"] == ["PD"] and len(crops["test"]) == 4  # swapped, kept

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,9 @@ def emowatch(project: Path, *args: str, timeout: int = 900) -> subprocess.Comple
     )
 
 
+PINS = "      test: [FF, GG]\n      val: [AA, HH]\n      train: [BB, CC, DD, EE, II, JJ]\n"
+
+
 def tiny_project(root: Path, remote: Path | None = None) -> Path:
     """A git + DVC checkout of this project (conf/, dvc.yaml, src/ as stage deps) on the tiny
     profile, with a tiny FER2013 CSV and photos of 10 people x 4 expressions (as many people as
@@ -47,6 +51,8 @@ def tiny_project(root: Path, remote: Path | None = None) -> Path:
         shutil.copy(REPO / name, root / name)
     config = root / "conf" / "config.yaml"
     config.write_text(config.read_text().replace("- profile: cpu", "- profile: tiny"))
+    data = root / "conf" / "data" / "default.yaml"  # the shop's first people, pinned 2/2/6
+    data.write_text(re.sub(r"(    pinned:\n)(      .*\n)+", "\\1" + PINS, data.read_text()))
     rows = good_rows(n_per_split=14)
     csv = write_csv(root / "data" / "fer2013" / "fer2013.csv", rows)
     with gzip.open(root / "data" / "fer2013" / "fer2013.csv.gz", "wb") as f:
@@ -151,6 +157,7 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
     before = report["champions_after"]["photos"]["version"]
 
     # Kim's photos; the gate: floors off (tiny), no comparison with the champion.
+    people = json.loads((project / "artifacts/photos/splits.json").read_text())["subjects"]
     kim = commit_person_and_gate(
         project, "KK", 10, {"  promotion:\n": "  promotion:\n    compare: []\n"}
     )
@@ -160,6 +167,8 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
     assert [a["file"] for a in report["photos"]["added"]] == sorted(kim)
     assert {a["status"] for a in report["photos"]["added"]} <= {"ok", "multiple_faces"}
     assert len({a["split"] for a in report["photos"]["added"]}) == 1  # one person, one split
+    grown = json.loads((project / "artifacts/photos/splits.json").read_text())["subjects"]
+    assert {s: [p for p in grown[s] if p != "KK"] for s in grown} == people  # nobody moved
     assert "crop_faces" in report["changes"]  # stale before the run: the photos changed
     ran = set(report["ran"])  # what dvc repro re-ran: the photo models, trained and evaluated
     assert {"crop_faces", "train@photos-cnn1", "evaluate@photos-cnn1", "promote@photos"} <= ran

@@ -1,18 +1,24 @@
 """A business's own photos: `<root>/<class>/<file>`, subject ids, and train/val/test splits.
 
-With a subject regex the split is subject-independent (no person in two splits), otherwise it is
-stratified by class.
+With a subject regex the split is subject-independent (no person in two splits) and stable: a
+person's split is a salted hash of their id (or a pin in the config), so adding people or photos
+never moves anyone already there, and a test person is never trained on later. Without person
+ids the split is stratified by class, seeded: adding photos can then reshuffle them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emowatch.errors import DataError
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -45,31 +51,70 @@ def subject_of(name: str, pattern: str | None) -> str | None:
     return m.group(1) if m.groups() else m.group(0)
 
 
+def bucket(subject: str, salt: str) -> float:
+    """The person's place in [0, 1): the first 8 bytes of sha256("<salt>/<subject>")."""
+    digest = hashlib.sha256(f"{salt}/{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_subjects(
+    subjects: Sequence[str],
+    val: float,
+    test: float,
+    salt: str,
+    pinned: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, str]:
+    """{subject: split}: a pinned person's split, else test below `test`, val below
+    `test + val`, train above, by the person's bucket. Depends on nobody else: stable."""
+    where: dict[str, str] = {}
+    for split_name, people in (pinned or {}).items():
+        if split_name not in SPLITS:
+            raise DataError(f"data.photos.split.pinned: unknown split {split_name!r} ({SPLITS})")
+        for person in people:
+            if where.setdefault(str(person), split_name) != split_name:
+                raise DataError(
+                    f"data.photos.split.pinned: {person} is pinned to both "
+                    f"{where[str(person)]} and {split_name}"
+                )
+    out = {}
+    for s in subjects:
+        u = bucket(s, salt)
+        out[s] = where.get(s) or ("test" if u < test else "val" if u < test + val else "train")
+    return out
+
+
 def split(
-    items: list[dict], val: float, test: float, seed: int, by_subject: bool
+    items: list[dict],
+    val: float,
+    test: float,
+    seed: int,
+    by_subject: bool,
+    salt: str = "emowatch",
+    pinned: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[dict]]:
     """Assign items ({"label", "subject", ...}) to train/val/test.
 
-    by_subject: whole subjects go to one split (fractions of subjects, at least one each);
+    by_subject: whole people go to one split, by `assign_subjects` (each split needs one);
     otherwise a stratified split by label (random where a class is too small to stratify).
     """
-    rng = np.random.default_rng(seed)
     if by_subject:
         subjects = sorted({it["subject"] for it in items})
-        if len(subjects) < 3:
-            raise DataError(f"a subject-independent split needs ≥ 3 subjects, found {subjects}")
-        order = list(rng.permutation(subjects))
-        n_test = min(max(1, round(test * len(order))), len(order) - 2)
-        n_val = min(max(1, round(val * len(order))), len(order) - n_test - 1)
-        where = {s: "test" for s in order[:n_test]}
-        where |= {s: "val" for s in order[n_test : n_test + n_val]}
-        assign = [where.get(it["subject"], "train") for it in items]
+        where = assign_subjects(subjects, val, test, salt, pinned)
+        empty = [s for s in SPLITS if s not in where.values()]
+        if empty:
+            spare = [s for s in subjects if where[s] == "train"] or subjects
+            near = sorted(spare, key=lambda s: bucket(s, salt))
+            raise DataError(
+                f"no person falls into {' or '.join(empty)} among {len(subjects)} people "
+                f"({', '.join(subjects)}) with data.photos.split.salt {salt!r}: pin one, e.g. "
+                f"data.photos.split.pinned.{empty[0]}=[{near[0]}] (a person's split must not "
+                "change once their photos were used), or add people"
+            )
+        assign = [where[it["subject"]] for it in items]
     else:
+        rng = np.random.default_rng(seed)
         assign = _stratified(np.array([it["label"] for it in items]), val, test, rng)
-    return {
-        s: [it for it, a in zip(items, assign, strict=True) if a == s]
-        for s in ("train", "val", "test")
-    }
+    return {s: [it for it, a in zip(items, assign, strict=True) if a == s] for s in SPLITS}
 
 
 def _stratified(labels: np.ndarray, val: float, test: float, rng: np.random.Generator) -> list[str]:

@@ -32,9 +32,15 @@ class FeedbackError(Exception):
     """A decision that cannot be taken (unknown crop, no class for a not-angry face)."""
 
 
+DIGITS = "ABCDEFGHIJ"
+
+
 def subject_id(prefix: str, camera: str) -> str:
-    """Letters only (the photos' subject regex reads the letters before the first dot)."""
-    letters = re.sub(r"[^A-Za-z]", "", camera) or "camera"
+    """One person id per camera, letters only (the photos' subject regex reads the letters
+    before the first dot): digits become capitals (cam0 -> camA, cam1 -> camB, cam10 ->
+    camBA), anything else is dropped."""
+    kept = "".join(DIGITS[int(c)] if c.isdigit() else c for c in camera if c.isascii())
+    letters = re.sub(r"[^A-Za-z]", "", kept) or "camera"
     return f"{prefix}{letters}"
 
 

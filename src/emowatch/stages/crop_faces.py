@@ -3,7 +3,9 @@
 For every file under `data.photos.root` (`<class>/<file>`): read it upright (EXIF), detect faces,
 take the largest, square it and grow it by a margin, clamp, crop, resize, and write
 `<out_dir>/<class>/<stem>.png`. Every file gets a status in the report: ok, multiple_faces
-(largest taken), no_face, unreadable, not_an_image, or not_in_class_folder. Crops of the classes
+(largest taken), no_face, unreadable, not_an_image, not_in_class_folder, or unknown_class (a
+folder that names no emotion emowatch knows, e.g. `Angry/` or `frustrated/`: listed with a
+warning, not cropped). Crops of the classes
 in `data.photos.classes` are split into train/val/test, subject-independent when a subject regex
 is set. A contact sheet and a sheet of the misses are written for a person to look at.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import cv2
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import flatten, resolve_path
 from emowatch.data import photos
@@ -30,18 +32,30 @@ from emowatch.tracking.runs import stage_run
 
 STAGE = "crop_faces"
 OK, MULTIPLE, NO_FACE = "ok", "multiple_faces", "no_face"
-NO_CLASS = "not_in_class_folder"
-STATUSES = (OK, MULTIPLE, NO_FACE, "unreadable", "not_an_image", NO_CLASS)
+NO_CLASS, UNKNOWN_CLASS = "not_in_class_folder", "unknown_class"
+STATUSES = (OK, MULTIPLE, NO_FACE, "unreadable", "not_an_image", NO_CLASS, UNKNOWN_CLASS)
+
+
+def known_classes(cfg: DictConfig) -> list[str]:
+    """The class folders emowatch reads: FER2013's emotions and the photos' own classes."""
+    return list(dict.fromkeys([*cfg.data.fer2013.classes, *cfg.data.photos.classes]))
 
 
 def crop_one(
-    photo: photos.PhotoFile, detector: faces.Detector, pcfg: DictConfig, out_dir: Path
+    photo: photos.PhotoFile,
+    detector: faces.Detector,
+    pcfg: DictConfig,
+    out_dir: Path,
+    known: list[str],
 ) -> dict:
     """Detect, crop and save one photo; return its report entry."""
     entry: dict = {"file": photo.rel, "class": photo.cls, "status": None, "n_faces": 0}
     entry |= {"box": None, "crop_box": None, "score": None, "crop": None}
     if photo.cls is None:
         entry["status"] = NO_CLASS
+        return entry
+    if photo.cls not in known:
+        entry["status"] = UNKNOWN_CLASS
         return entry
     loaded = load_gray(photo.path)
     if loaded.gray is None:
@@ -93,12 +107,26 @@ def make_splits(entries: list[dict], pcfg: DictConfig, seed: int) -> dict:
                 f"{pcfg.subject_regex!r} (e.g. {unmatched[:3]}): fix the regex or set it to null "
                 "for a stratified split"
             )
-    parts = photos.split(items, pcfg.split.val, pcfg.split.test, seed, by_subject)
+    scfg = pcfg.split
+    pinned = OmegaConf.to_container(scfg.pinned, resolve=True) if scfg.get("pinned") else None
+    parts = photos.split(
+        items, scfg.val, scfg.test, seed, by_subject, str(scfg.get("salt", "emowatch")), pinned
+    )
     out: dict = {"classes": classes, "by_subject": by_subject, **parts}
     out["subjects"] = (
         {s: sorted({it["subject"] for it in parts[s]}) for s in parts} if by_subject else {}
     )
     return out
+
+
+def unknown_warning(unknown: dict[str, int], known: list[str], report: Path) -> str:
+    """One line naming the folders emowatch does not know, their counts, and the fix."""
+    folders = ", ".join(f"{c}/ ({n})" for c, n in unknown.items())
+    return (
+        f"warning: {sum(unknown.values())} photos in class folders emowatch does not know, "
+        f"left out of training and scoring: {folders}. Rename each to one of {known} "
+        f"(lower case); see {report}"
+    )
 
 
 def summarise(entries: list[dict]) -> dict:
@@ -114,12 +142,16 @@ def summarise(entries: list[dict]) -> dict:
         "face_rate": with_face / max(len(entries), 1),
         "by_status": {s: totals[s] for s in STATUSES},
         "by_class": {c: {s: n[s] for s in STATUSES} for c, n in sorted(per_class.items())},
+        "unknown_classes": {
+            c: n[UNKNOWN_CLASS] for c, n in sorted(per_class.items()) if n[UNKNOWN_CLASS]
+        },
     }
 
 
 def format_table(summary: dict, split_lists: dict) -> str:
     """A short table: statuses per class, then split sizes."""
     short = {"multiple_faces": "multiple", "not_an_image": "not_image", NO_CLASS: "no_class"}
+    short[UNKNOWN_CLASS] = "unknown"
     head = "".join(f"{short.get(s, s):>11}" for s in STATUSES)
     lines = [f"{'class':<10}{head}"]
     for cls, counts in summary["by_class"].items():
@@ -178,12 +210,15 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
             shutil.rmtree(out_dir)  # stale crops of removed photos must not survive
         out_dir.mkdir(parents=True)
         t0 = time.perf_counter()
-        entries = [crop_one(p, detector, pcfg, out_dir) for p in files]
+        known = known_classes(cfg)
+        entries = [crop_one(p, detector, pcfg, out_dir, known) for p in files]
         seconds = time.perf_counter() - t0
         summary = summarise(entries)
         report = {"root": str(pcfg.root), "summary": summary, "seconds": seconds, "files": entries}
         write_json(report_path, report)
         mlflow.log_artifact(str(report_path))
+        if summary["unknown_classes"]:
+            print(unknown_warning(summary["unknown_classes"], known, report_path))
         if summary["face_rate"] < pcfg.min_face_rate:
             raise DataError(
                 f"faces found in only {summary['with_face']} of {summary['files']} photos "

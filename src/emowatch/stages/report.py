@@ -71,6 +71,23 @@ def gate_lines(promotion: dict | None) -> list[str]:
     return out
 
 
+def heading(cfg: DictConfig, dataset: str, root: Path | None) -> str:
+    """The dataset's section title: what its val, test and deployed figures are measured on."""
+    people = (read_json(Layout(cfg, root).photo_splits) or {}).get("subjects") or {}
+    if dataset == "fer2013":
+        return (
+            "## FER2013 (val = PublicTest, test = PrivateTest; deployed = the site's photos "
+            "through the camera path)"
+        )
+    if dataset == "photos" and people:
+        n = sum(len(v) for v in people.values())
+        return (
+            f"## The site's photos ({n} people; val: {', '.join(people['val'])}; test: "
+            f"{', '.join(people['test'])}; the others train)"
+        )
+    return f"## {dataset}"
+
+
 def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[str]:
     """The table and gate lines of one dataset."""
     layout = Layout(cfg, root)
@@ -80,7 +97,7 @@ def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[st
     champion_v = promotion.get("champion_after") if promotion else None
     versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
     champion = versions.get(str(champion_v))
-    lines = [f"## {dataset}", "", HEADER]
+    lines = [heading(cfg, dataset, root), "", HEADER]
     for model in cfg.registry.candidates[dataset]:
         m = read_json(layout.model(dataset, model).metrics)
         if m is None:

@@ -80,3 +80,34 @@ def test_an_unknown_dataset_is_a_usage_error_before_anything_runs():
         said = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
         assert "'foo' is not a dataset: fer2013 or photos" in said
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_mistyped_or_unknown_override_is_one_line_naming_the_key(tmp_path):
+    """Checked at start, for a composed config and for a params file (`--params`) alike."""
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 42\ndeploy:\n  watch:\n    alerts: {k: 3, n: 5}\n")
+    cases = [
+        (["info", "deploy.watch.alerts.k=three"], "deploy.watch.alerts.k holds an integer"),
+        (
+            [
+                "train",
+                "-d",
+                "fer2013",
+                "-m",
+                "cnn1",
+                "--params",
+                str(params),
+                "deploy.watch.alert.k=3",
+            ],
+            "unknown key deploy.watch.alert.k in the overrides; did you mean deploy.watch.alerts.k",
+        ),
+        (
+            ["train", "-d", "fer2013", "-m", "cnn1", "--params", str(params), "seed=[1]"],
+            "seed holds an integer (now 42), not a list",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.count("\n") == 1 and message in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -70,3 +70,13 @@ def test_missing_file_and_wrong_header_fail_clearly(tmp_path):
         read_csv(tmp_path / "absent.csv")
     with pytest.raises(DataError, match="lacks one of emotion, pixels, Usage"):
         read_csv(write_csv(tmp_path / "h.csv", [], header="label,image"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad block"])
+def test_a_corrupt_gzip_is_one_clear_error(tmp_path, damage):
+    data = gzip.compress(write_csv(tmp_path / "f.csv", good_rows(2)).read_bytes())
+    bad = data[: len(data) // 2] if damage == "truncated" else data[:10] + b"\xff" * 20 + data[30:]
+    path = tmp_path / "f.csv.gz"
+    path.write_bytes(bad)
+    with pytest.raises(DataError, match=r"f\.csv\.gz: corrupt gzip file .*`dvc pull data\.dvc`"):
+        read_csv(path)

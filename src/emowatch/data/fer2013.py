@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def _read_bytes(path: Path) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise DataError(f"{path}: corrupt gzip file ({err})") from err
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(
+                f"{path}: corrupt gzip file ({err}): fetch it again (`dvc pull data.dvc`)"
+            ) from None
     return data
 
 

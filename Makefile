@@ -44,7 +44,8 @@ test: data
 	$(BIN)/python -m pytest -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
-# The slow end-to-end tests: retrain end to end (a new person, an experiment), DDP on 2 CPU
+# The slow end-to-end tests: retrain end to end (a new person, an experiment), `dvc repro` of a
+# site without photos and of one without person ids, DDP on 2 CPU
 # processes, PostgreSQL + S3 MLflow, the watcher's soak test with faults (about 2.5 min).
 # Two at a time (pytest-xdist): each is mostly one process at a time, and the longest (retrain
 # end to end) then runs beside the others instead of before them.
@@ -65,6 +66,7 @@ params: install
 # finetune@mobilenet_v2 starts from ImageNet weights: `weights` puts them in the local cache.
 run: install weights
 	$(BIN)/dvc pull data.dvc
+	@mkdir -p data/photos  # a site without photos: crop_faces reads the empty folder as FER2013 alone
 	EMOWATCH_PIPELINE_ID=repro-$$(date -u +%Y%m%dT%H%M%SZ) $(BIN)/dvc repro
 	@echo
 	$(BIN)/emowatch info

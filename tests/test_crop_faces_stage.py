@@ -171,3 +171,23 @@ def test_a_misnamed_class_folder_is_listed_with_a_warning(make_cfg, tmp_path, ca
     assert "Angry/ (1), frustrated/ (1)" in out and "unknown" in out.splitlines()[1]
     crops = Layout(make_cfg()).photo_crops
     assert not (crops / "Angry").exists() and not (crops / "frustrated").exists()
+
+
+def test_an_empty_photos_folder_is_a_site_on_fer2013_alone(make_cfg, tmp_path, capsys):
+    """No photo at all: no failure; the split lists say so (`photos.no_photos`), the sheets
+    say why they are empty, and one line tells what runs instead."""
+    (tmp_path / "data/photos").mkdir(parents=True)
+    cfg = make_cfg()
+    report = crop_faces.main(cfg)
+    assert report["summary"]["files"] == 0
+    layout = Layout(cfg)
+    reason = photos.no_photos(layout.photo_splits)
+    assert reason.startswith("no photos under ") and "this site runs on FER2013 alone" in reason
+    lists = json.loads(layout.photo_splits.read_text())
+    assert lists["train"] == lists["val"] == lists["test"] == [] and lists["subjects"] == {}
+    assert (tmp_path / "reports/crop_faces/contact_sheet.png").stat().st_size > 0
+    assert reason in capsys.readouterr().out
+    # a folder with files but too few faces is not that case: it still fails loudly
+    (tmp_path / "data/photos/notes.txt").write_text("not a photo")
+    with pytest.raises(DataError, match="faces found in only 0 of 1"):
+        crop_faces.main(cfg)

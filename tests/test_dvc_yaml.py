@@ -145,3 +145,31 @@ def test_dvc_yaml_writes_where_the_layout_says():
             continue
         checked += 1
     assert checked >= 20
+
+
+def test_a_site_without_photos_writes_every_output_of_the_photos_stages(tmp_path):
+    """`stages.no_photos.outputs` names exactly what dvc.yaml declares (outs, metrics, plots)
+    for each photos stage, so a skipped stage leaves nothing DVC misses; and writing them
+    leaves every one of them there."""
+    from emowatch.stages import no_photos
+
+    cfg = config.compose([], root=REPO)
+    layout, scratch = Layout(cfg, REPO), Layout(cfg, tmp_path)
+    checked = 0
+    for stage in stages():
+        name, _, key = stage.addressing.partition("@")
+        if not key.startswith("photos") or name not in (
+            "tune",
+            "train",
+            "evaluate",
+            "register",
+            "promote",
+        ):
+            continue
+        model = key.partition("-")[2] or None
+        named = {p.relative_to(REPO).as_posix() for p in no_photos.outputs(layout, name, model)}
+        assert named == outs(stage), stage.addressing
+        for path in no_photos.outputs(scratch, name, model):
+            assert no_photos.write(path, "no photos under data/photos: test").exists()
+        checked += 1
+    assert checked == 9  # tune, 3 trains, 3 evaluates, register, promote

@@ -128,3 +128,37 @@ def test_a_val_too_small_to_cross_fit_is_flagged_not_hidden():
     val = operating_point(probs, y, ["angry", "happy"], None, ecfg, seed=0)
     assert val["crossfit"]["folds"] == 0 and val["crossfit"]["by"].startswith("none: ")
     assert val["recall_angry_at_threshold"] == val["fitted"]["recall_angry_at_threshold"] == 1.0
+
+
+def test_photos_without_person_ids_are_parted_by_photo(make_cfg, tmp_path):
+    """No person ids: each photo is in the part of the split `crop_faces` gave it (test:
+    reported; val: deciding for photos models), one whose face was missed in none; no person
+    table, as there are no people to tell apart."""
+    import json
+
+    from emowatch.layout import Layout
+
+    cfg = make_cfg("data.photos.subject_regex=null")
+    for rel in ("angry/a1.png", "angry/a2.png", "happy/h1.png", "happy/h2.png", "sad/x.png"):
+        (tmp_path / "data/photos" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data/photos" / rel).write_bytes(b"")
+    lists = {"by_subject": False, "subjects": {}, "classes": ["angry", "happy"]}
+    lists |= {"train": [{"file": "angry/a1.png"}], "val": [{"file": "happy/h1.png"}]}
+    lists |= {"test": [{"file": "angry/a2.png"}]}
+    splits = Layout(cfg).photo_splits
+    splits.parent.mkdir(parents=True, exist_ok=True)
+    splits.write_text(json.dumps(lists))
+    parts = {p.file: p.part for p in deployed.photo_set(cfg, ["angry", "happy"], ["val"])}
+    assert parts == {
+        "angry/a1.png": deployed.UNASSIGNED,  # train: neither decides nor reports
+        "angry/a2.png": deployed.REPORT,
+        "happy/h1.png": deployed.DECIDE,
+        "happy/h2.png": deployed.UNASSIGNED,  # its face was missed: in no split
+    }
+    records = [
+        {"person": "?", "part": p, "label": f.split("/")[0], "predicted": "angry"}
+        for f, p in parts.items()
+    ]
+    s = deployed.summary(records)
+    assert s["per_person"] == {} and s["people"] == {"decide": [], "report": []}
+    assert s["report"]["angry_caught"] == 1 and s["unassigned"] == 2

@@ -198,3 +198,30 @@ def test_a_version_is_reused_only_for_the_same_behaviour(client):
     tta_version = registry.register(client, NAME, changed[0])
     assert tta_version.tags["tta"] == "none" and tta_version.tags["threshold_angry"] == "0.300000"
     assert tta_version.tags["deployed_decide_recall_angry"] == "0.500000"
+
+
+def test_a_site_without_photos_is_gated_on_val_alone(client):
+    """No photos (tag deployed_skipped): the deployed floor has nothing to read and cannot
+    refuse; the val floor still does. Without that tag, missing deployed figures refuse."""
+    bare = {
+        "val_recall_angry_at_threshold": "0.82",
+        "val_crossfit_folds": "5",
+        "val_n_angry": "400",
+        "quality": "0.5",
+    }
+    skipped = "no photos under data/photos: this site runs on FER2013 alone"
+    v1 = client.create_model_version(
+        NAME, source="file:///tmp/x", tags=bare | {"deployed_skipped": skipped}
+    ).version
+    challenge(client, v1)
+    assert gate(client).promoted and champion(client) == v1
+    low = client.create_model_version(
+        NAME,
+        source="file:///tmp/x",
+        tags=bare | {"val_recall_angry_at_threshold": "0.6", "deployed_skipped": skipped},
+    ).version
+    challenge(client, low)
+    assert "val recall on angry 0.600" in gate(client).reason and champion(client) == v1
+    unscored = client.create_model_version(NAME, source="file:///tmp/x", tags=bare).version
+    challenge(client, unscored)
+    assert "lacks cross-fitted val or deployed-path figures" in gate(client).reason

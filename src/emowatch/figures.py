@@ -38,3 +38,15 @@ def image_grid(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def note_png(path: Path, title: str, text: str) -> Path:
+    """A figure that only says something: where a figure has nothing to show, and why."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -449,6 +449,9 @@ def _retrain(
         report.data = sync_data(
             root, pull and not dry_run, list(rcfg.pull_targets), bool(rcfg.stale_data_ok)
         )
+        if not dry_run:  # a site without photos: DVC tracks no empty folder, and crop_faces
+            # reads an empty one as "FER2013 alone" (stages/no_photos)
+            resolve_path(cfg.data.photos.root, root).mkdir(parents=True, exist_ok=True)
         report.changes = pipeline_changes(root)
         report.champions_before = champions(cfg, root)
         if not report.changes and not force:

@@ -3,12 +3,15 @@
 With a subject regex the split is subject-independent (no person in two splits) and stable: a
 person's split is a salted hash of their id (or a pin in the config), so adding people or photos
 never moves anyone already there, and a test person is never trained on later. Without person
-ids the split is stratified by class, seeded: adding photos can then reshuffle them.
+ids the split is stratified by class, seeded: adding photos can then reshuffle them. A site
+with no photos at all (an empty folder) runs on FER2013 alone: `crop_faces` says so in its
+split lists under `NO_PHOTOS`, and the photos stages leave empty outputs (`stages/no_photos`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ import numpy as np
 from emowatch.errors import DataError
 
 SPLITS = ("train", "val", "test")
+NO_PHOTOS = "no_photos"  # the split lists' key, present only at a site without photos
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,14 @@ def list_photos(root: Path) -> list[PhotoFile]:
             continue
         out.append(PhotoFile(path, rel.as_posix(), rel.parts[0] if len(rel.parts) > 1 else None))
     return out
+
+
+def no_photos(splits_path: Path) -> str | None:
+    """Why the site has no photos to train or score on (`crop_faces` wrote it into its split
+    lists), or None where it has photos (or the split lists are not made yet)."""
+    if not splits_path.is_file():
+        return None
+    return json.loads(splits_path.read_text()).get(NO_PHOTOS)
 
 
 def subject_of(name: str, pattern: str | None) -> str | None:

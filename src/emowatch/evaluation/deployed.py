@@ -7,7 +7,7 @@ own code).
 This runs that path on the business's full photos (`data.photos.root`) and scores every photo:
 a photo whose face is not found counts as wrong, and an angry one as missed. Figures are given
 per part (people whose figures may steer choices, and the photos' test people, reported only)
-and per person.
+and per person (where the photos carry person ids; without them, parts are by photo).
 """
 
 from __future__ import annotations
@@ -37,31 +37,31 @@ class Photo:
     part: str  # DECIDE | REPORT | UNASSIGNED
 
 
-def people_split(cfg: DictConfig, root: Path | None = None) -> dict[str, str]:
-    """person -> photos split (train/val/test), from the split lists `crop_faces` wrote."""
+def splits_of(cfg: DictConfig, root: Path | None = None) -> tuple[dict[str, str], bool]:
+    """({person or photo: split}, by person), from the split lists `crop_faces` wrote: people
+    where the photos carry person ids, else each photo (relative to the photos root)."""
     path = resolve_path(cfg.data.photos.splits, root)
     if not path.is_file():
         raise DataError(f"{path} not found: run `dvc repro crop_faces` first")
     lists = json.loads(path.read_text())
-    if not lists.get("by_subject"):
-        raise DataError(
-            "scoring as deployed needs people: set data.photos.subject_regex so that "
-            "photos are split by person"
-        )
-    return {p: split for split, people in lists["subjects"].items() for p in people}
+    if lists.get("by_subject"):
+        return {p: split for split, people in lists["subjects"].items() for p in people}, True
+    return {it["file"]: split for split in photos.SPLITS for it in lists[split]}, False
 
 
 def photo_set(
     cfg: DictConfig, classes: list[str], decide_splits: list[str], root: Path | None = None
 ) -> list[Photo]:
-    """The photos of the model's classes, each in the part its person belongs to."""
-    where = people_split(cfg, root)
+    """The photos of the model's classes, each in the part its person (or, without person ids,
+    the photo itself) belongs to. Without person ids a photo whose face `crop_faces` missed is
+    in no split: unassigned, and counted as such."""
+    where, by_person = splits_of(cfg, root)
     out = []
     for f in photos.list_photos(resolve_path(cfg.data.photos.root, root)):
         if f.cls not in classes:
             continue
         person = photos.subject_of(Path(f.rel).name, cfg.data.photos.subject_regex) or "?"
-        split = where.get(person)
+        split = where.get(person if by_person else f.rel)
         part = REPORT if split == "test" else DECIDE if split in decide_splits else UNASSIGNED
         out.append(Photo(f.rel, f.cls, person, part))
     return out
@@ -125,13 +125,13 @@ def choose_clahe(decide: dict[bool, dict], margin: float) -> tuple[bool, str]:
 
 def summary(records: list[dict]) -> dict:
     """Figures of the decide and report parts, the people in each, and per person."""
-    people = sorted({r["person"] for r in records})
+    people = sorted({r["person"] for r in records} - {"?"})  # "?": no person id
     return {
         DECIDE: figures([r for r in records if r["part"] == DECIDE]),
         REPORT: figures([r for r in records if r["part"] == REPORT]),
         "unassigned": sum(r["part"] == UNASSIGNED for r in records),
         "people": {
-            part: sorted({r["person"] for r in records if r["part"] == part})
+            part: sorted({r["person"] for r in records if r["part"] == part} - {"?"})
             for part in (DECIDE, REPORT)
         },
         "per_person": {

@@ -13,19 +13,27 @@ import numpy as np
 from omegaconf import DictConfig
 
 from emowatch.config import flatten, resolve_path
-from emowatch.data import augmentation
+from emowatch.data import augmentation, photos
 from emowatch.errors import DataError
 from emowatch.figures import image_grid
+from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run
 
 STAGE = "augment"
 
 
 def preview_face(cfg: DictConfig, root: Path | None) -> tuple[np.ndarray, str]:
-    """The first training crop of the photos, the face every preview shows."""
+    """The first training crop of the photos, the face every preview shows (at a site without
+    photos, the first FER2013 training face)."""
     splits_path = resolve_path(cfg.data.photos.splits, root)
     if not splits_path.is_file():
         raise DataError(f"{splits_path} not found: run `dvc repro crop_faces` first")
+    if photos.no_photos(splits_path):
+        train_npz = Layout(cfg, root).fer2013_split("train")
+        if not train_npz.is_file():
+            raise DataError(f"{train_npz} not found: run `dvc repro prepare` first")
+        with np.load(train_npz) as data:
+            return data["x"][0], "FER2013 train #0 (no photos at this site)"
     train = json.loads(splits_path.read_text())["train"]
     if not train:
         raise DataError(f"{splits_path} lists no training crop to preview")

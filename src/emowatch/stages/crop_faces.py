@@ -7,7 +7,9 @@ take the largest, square it and grow it by a margin, clamp, crop, resize, and wr
 folder that names no emotion emowatch knows, e.g. `Angry/` or `frustrated/`: listed with a
 warning, not cropped). Crops of the classes
 in `data.photos.classes` are split into train/val/test, subject-independent when a subject regex
-is set. A contact sheet and a sheet of the misses are written for a person to look at.
+is set. A contact sheet and a sheet of the misses are written for a person to look at. A folder
+with no photos at all is a site that runs on FER2013 alone (`no_photos`): its split lists say
+so, and the photos stages leave empty outputs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from emowatch.config import flatten, resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.errors import DataError
-from emowatch.figures import image_grid
+from emowatch.figures import image_grid, note_png
 from emowatch.files import write_json
 from emowatch.inference import faces
 from emowatch.tracking.runs import stage_run
@@ -117,6 +119,19 @@ def make_splits(entries: list[dict], pcfg: DictConfig, seed: int) -> dict:
         {s: sorted({it["subject"] for it in parts[s]}) for s in parts} if by_subject else {}
     )
     return out
+
+
+def no_photos(cfg: DictConfig, photos_root: Path) -> dict:
+    """The split lists of a site without photos: empty, and saying so (`photos.NO_PHOTOS`);
+    one line tells what runs instead."""
+    pcfg = cfg.data.photos
+    reason = (
+        f"no photos under {pcfg.root}: this site runs on FER2013 alone, its FER2013 champion is "
+        "its model, and the photos stages leave empty outputs that say so"
+    )
+    print(f"{reason} (add photos as <class>/<person>.<anything>.jpg to train a site model)")
+    lists: dict = {"classes": list(pcfg.classes), "by_subject": bool(pcfg.subject_regex)}
+    return lists | {s: [] for s in photos.SPLITS} | {"subjects": {}, photos.NO_PHOTOS: reason}
 
 
 def unknown_warning(unknown: dict[str, int], known: list[str], report: Path) -> str:
@@ -219,18 +234,28 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
         mlflow.log_artifact(str(report_path))
         if summary["unknown_classes"]:
             print(unknown_warning(summary["unknown_classes"], known, report_path))
-        if summary["face_rate"] < pcfg.min_face_rate:
+        if not files:
+            split_lists = no_photos(cfg, photos_root)
+        elif summary["face_rate"] < pcfg.min_face_rate:
             raise DataError(
                 f"faces found in only {summary['with_face']} of {summary['files']} photos "
                 f"({summary['face_rate']:.1%} < data.photos.min_face_rate "
                 f"{pcfg.min_face_rate:.0%}); see {report_path}"
             )
-        split_lists = make_splits(entries, pcfg, cfg.seed)
+        else:
+            split_lists = make_splits(entries, pcfg, cfg.seed)
         write_json(resolve_path(pcfg.splits, root), split_lists)
-        sheet = contact_sheet(
-            entries, out_dir, pcfg.contact_per_class, resolve_path(pcfg.contact_sheet, root)
-        )
-        misses = misses_sheet(entries, photos_root, resolve_path(pcfg.misses, root))
+        if files:
+            sheet = contact_sheet(
+                entries, out_dir, pcfg.contact_per_class, resolve_path(pcfg.contact_sheet, root)
+            )
+            misses = misses_sheet(entries, photos_root, resolve_path(pcfg.misses, root))
+        else:
+            reason = split_lists[photos.NO_PHOTOS]
+            sheet, misses = (
+                note_png(resolve_path(pcfg[k], root), f"crop_faces: {k}", reason)
+                for k in ("contact_sheet", "misses")
+            )
         metrics = {
             "files": summary["files"],
             "face_rate": summary["face_rate"],

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_curve
 
 from emowatch.config import flatten
+from emowatch.data import photos
 from emowatch.data.splits import load_dataset, val_groups
 from emowatch.evaluation import crossfit, deployed, explain
 from emowatch.files import write_json
@@ -37,6 +38,7 @@ from emowatch.inference.loading import load_trained
 from emowatch.inference.predict import choose_tta, predict
 from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
 from emowatch.layout import Layout
+from emowatch.stages import no_photos
 from emowatch.tracking.runs import stage_run
 from emowatch.training import reports
 
@@ -207,6 +209,10 @@ def camera_path_metrics(
     contrast equalisation (CLAHE) kept or dropped by the rule on the deciding people's photos
     (`choose_clahe`); the figures are those of the choice, with the choice under "clahe"."""
     ecfg = cfg.evaluate
+    reason = photos.no_photos(Layout(cfg, root).photo_splits)
+    if reason:  # a site without photos: nothing to run the camera path on, or to decide CLAHE by
+        deployed.write_records([], out / "deployed_predictions.csv")
+        return {"skipped": reason, "clahe": {"chosen": False, "rule": "off: no photos to decide"}}
     decide = list(ecfg.deployed.decide_splits[dataset])
     options = {"fixed": [ecfg.clahe]} if ecfg.clahe != "auto" else {"auto": [False, True]}
     scored = {}
@@ -271,12 +277,15 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     flat |= {f"val/{k}": v for k, v in metrics["val"].items() if isinstance(v, float)}
     flat |= {f"behaviour/{k}": v for k, v in metrics["behaviour"].items()}
     for part in (deployed.DECIDE, deployed.REPORT):
-        flat |= {f"deployed/{part}/{k}": float(v) for k, v in metrics["deployed"][part].items()}
+        found = metrics["deployed"].get(part, {})  # none at a site without photos
+        flat |= {f"deployed/{part}/{k}": float(v) for k, v in found.items()}
     return flat
 
 
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Evaluate a trained model; returns the metrics written to the stage's metrics JSON."""
+    if (skipped := no_photos.skip(cfg, STAGE, dataset, model, root)) is not None:
+        return skipped  # a site without photos: every output written, saying so
     ecfg = cfg.evaluate
     paths = Layout(cfg, root).model(dataset, model)
     net, info = load_trained(paths.model_dir)
@@ -342,13 +351,18 @@ ARTIFACTS = (
 
 
 def summary_line(name: str, m: dict) -> str:
-    v, (dd, dr) = m["val"], (m["deployed"]["decide"], m["deployed"]["report"])
-    return (
+    v, d = m["val"], m["deployed"]
+    line = (
         f"{name}: tta {m['tta']['chosen']} (val) | angry threshold {m['threshold_angry']:.3f} "
         f"(val; cross-fitted val recall {v['recall_angry_at_threshold']:.3f}, precision "
         f"{v['precision_angry_at_threshold']:.3f}) | test acc {m['accuracy']:.3f}, recall "
         f"{m['recall_angry_at_threshold']:.3f}, precision {m['precision_angry_at_threshold']:.3f}"
-        f" | deployed on photos: decide acc {dd['accuracy']:.3f} angry "
+    )
+    if "skipped" in d:
+        return f"{line} | deployed on photos: none ({d['skipped']})"
+    dd, dr = d["decide"], d["report"]
+    return (
+        f"{line} | deployed on photos: decide acc {dd['accuracy']:.3f} angry "
         f"{dd['angry_caught']}/{dd['n_angry']}, report acc {dr['accuracy']:.3f} angry "
         f"{dr['angry_caught']}/{dr['n_angry']}"
     )

@@ -22,6 +22,7 @@ from emowatch.evaluation import crossfit, paired
 from emowatch.files import read_json, write_json
 from emowatch.inference.predict import predict
 from emowatch.layout import Layout
+from emowatch.stages import no_photos
 from emowatch.tracking import model_card, production, registry
 from emowatch.tracking.runs import stage_run
 
@@ -116,6 +117,8 @@ def publish_card(
 
 def main(cfg: DictConfig, dataset: str, rollback: bool = False, root: Path | None = None) -> dict:
     """Promote (or roll back) the dataset's registered model; returns the decision."""
+    if (skipped := no_photos.skip(cfg, STAGE, dataset, None, root)) is not None:
+        return skipped  # a site without photos: every output written, saying so
     rcfg = cfg.registry
     name = rcfg.names[dataset]
     with stage_run(

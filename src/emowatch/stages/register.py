@@ -21,6 +21,7 @@ from emowatch.deploy import pyfunc
 from emowatch.files import file_hash, write_json
 from emowatch.inference.face_classifier import spec_of
 from emowatch.layout import Layout
+from emowatch.stages import no_photos
 from emowatch.tracking import production, registry
 from emowatch.tracking.runs import data_hash, git_info, stage_run
 
@@ -85,6 +86,8 @@ def deployable(dataset: str, candidate: dict) -> Callable[[], str]:
 
 def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     """Register the dataset's candidates and set `challenger`; returns the registration report."""
+    if (skipped := no_photos.skip(cfg, STAGE, dataset, None, root)) is not None:
+        return skipped  # a site without photos: every output written, saying so
     rcfg = cfg.registry
     name = rcfg.names[dataset]
     with stage_run(

@@ -15,6 +15,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
+from emowatch.data import photos
 from emowatch.files import read_json
 from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run
@@ -28,7 +29,16 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def model_row(model: str, m: dict, marks: str) -> str:
     """One table row of a model's metrics JSON."""
-    v, dd, dr = m["val"], m["deployed"]["decide"], m["deployed"]["report"]
+    v, d = m["val"], m["deployed"]
+    if "skipped" in d:  # a site without photos: no camera path to score
+        camera = ["– (no photos)", "– (no photos)"]
+    else:
+        dd, dr = d["decide"], d["report"]
+        camera = [
+            f"{fmt(dd['face_rate'], 2)} / {fmt(dd['accuracy'], 2)} / "
+            f"{dd['angry_caught']} of {dd['n_angry']}",
+            f"{fmt(dr['accuracy'], 2)} / {dr['angry_caught']} of {dr['n_angry']}",
+        ]
     cells = [
         f"{model}{marks}",
         m["tta"]["chosen"],
@@ -37,9 +47,7 @@ def model_row(model: str, m: dict, marks: str) -> str:
         fmt(m["threshold_angry"]),
         f"**{fmt(m['accuracy'])}**",
         f"{fmt(m['recall_angry_at_threshold'], 2)} / {fmt(m['precision_angry_at_threshold'], 2)}",
-        f"{fmt(dd['face_rate'], 2)} / {fmt(dd['accuracy'], 2)} / "
-        f"{dd['angry_caught']} of {dd['n_angry']}",
-        f"{fmt(dr['accuracy'], 2)} / {dr['angry_caught']} of {dr['n_angry']}",
+        *camera,
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -57,6 +65,8 @@ def gate_lines(promotion: dict | None) -> list[str]:
     """The promotion decision and its paired comparison, in words."""
     if promotion is None:
         return ["No promotion report (run `dvc repro promote`)."]
+    if "skipped" in promotion:
+        return [f"Nothing registered or promoted: {promotion['skipped']}."]
     verb = "promoted" if promotion.get("promoted") else "kept"
     out = [f"Gate: {verb} — {promotion.get('reason')}"]
     if "champion_after" in promotion:
@@ -73,7 +83,8 @@ def gate_lines(promotion: dict | None) -> list[str]:
 
 def heading(cfg: DictConfig, dataset: str, root: Path | None) -> str:
     """The dataset's section title: what its val, test and deployed figures are measured on."""
-    people = (read_json(Layout(cfg, root).photo_splits) or {}).get("subjects") or {}
+    lists = read_json(Layout(cfg, root).photo_splits) or {}
+    people = lists.get("subjects") or {}
     if dataset == "fer2013":
         return (
             "## FER2013 (val = PublicTest, test = PrivateTest; deployed = the site's photos "
@@ -84,6 +95,14 @@ def heading(cfg: DictConfig, dataset: str, root: Path | None) -> str:
         return (
             f"## The site's photos ({n} people; val: {', '.join(people['val'])}; test: "
             f"{', '.join(people['test'])}; the others train)"
+        )
+    if dataset == "photos" and lists.get(photos.NO_PHOTOS):
+        return "## The site's photos (none: this site runs on FER2013 alone)"
+    if dataset == "photos" and lists:
+        return (
+            "## The site's photos (no person ids: split by photo, stratified by class, so one "
+            "person's photos can be in train and test and these figures flatter the model on "
+            "new people)"
         )
     return f"## {dataset}"
 
@@ -97,10 +116,12 @@ def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[st
     champion_v = promotion.get("champion_after") if promotion else None
     versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
     champion = versions.get(str(champion_v))
+    if "skipped" in register:  # a site without photos: nothing trained, scored or registered
+        return [heading(cfg, dataset, root), "", *gate_lines(promotion), ""]
     lines = [heading(cfg, dataset, root), "", HEADER]
     for model in cfg.registry.candidates[dataset]:
         m = read_json(layout.model(dataset, model).metrics)
-        if m is None:
+        if m is None or "skipped" in m:
             lines.append(f"| {model} | not evaluated | | | | | | | |")
             continue
         marks = (" (champion)" if model == champion else "") + (

@@ -32,6 +32,7 @@ from emowatch.files import file_hash, fingerprint, write_json
 from emowatch.inference.probabilities import predict_proba
 from emowatch.layout import Layout
 from emowatch.models.backbones import resolve_weights
+from emowatch.stages import no_photos
 from emowatch.tracking.runs import log_torch_model, stage_run, tracking_uri
 from emowatch.training import reports, transfer
 from emowatch.training.finetuning import BackboneFinetuning
@@ -206,6 +207,8 @@ def fit_model(
 
 def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) -> dict:
     """Train `model` on `dataset`; returns the metrics written to the stage's metrics JSON."""
+    if (skipped := no_photos.skip(cfg, STAGE, dataset, model, root)) is not None:
+        return skipped  # a site without photos: every output written, saying so
     tcfg = cfg.train
     mcfg, batch_size, tuned, source = model_config(cfg, dataset, model, root)
     arrays = training_share(load_dataset(cfg, dataset, root), mcfg, cfg.seed)

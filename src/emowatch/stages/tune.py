@@ -35,6 +35,7 @@ from emowatch.data.datamodule import subsample
 from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.files import file_hash, fingerprint
 from emowatch.layout import Layout
+from emowatch.stages import no_photos
 from emowatch.stages.train import best_params_path, input_files
 from emowatch.tracking.runs import run_tags, stage_run, tracking_uri
 from emowatch.training import transfer
@@ -210,6 +211,8 @@ def snapshot(name: str, storage: optuna.storages.BaseStorage, path: Path) -> Non
 
 def main(cfg: DictConfig, dataset: str, root: Path | None = None) -> dict:
     """Run (or continue) the study for `dataset`; returns the best-params record."""
+    if (skipped := no_photos.skip(cfg, STAGE, dataset, None, root)) is not None:
+        return skipped  # a site without photos: every output written, saying so
     tcfg = cfg.tune
     arrays = load_dataset(cfg, dataset, root)
     x, y = subsample(arrays.x["train"], arrays.y["train"], tcfg[dataset].train_fraction, cfg.seed)

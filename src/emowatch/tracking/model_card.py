@@ -47,6 +47,8 @@ def deployed_table(m: dict) -> list[str]:
     d = m.get("deployed")
     if not d:
         return ["No deployed-path figures."]
+    if "skipped" in d:
+        return [f"No deployed-path figures: {d['skipped']}."]
     rows = ["| people | photos | faces found | accuracy | angry caught | angry precision |"]
     rows.append("|---|---:|---:|---:|---:|---:|")
     for part, label in (("decide", "deciding"), ("report", "test (reported)")):

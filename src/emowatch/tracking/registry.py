@@ -62,6 +62,8 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         found = m.get("deployed", {}).get(part, {})
         tags |= {f"deployed_{part}_{k}": f"{found[k]:.6f}" for k in DEPLOYED_KEYS if k in found}
         tags |= {f"deployed_{part}_{k}": str(found[k]) for k in DEPLOYED_COUNTS if k in found}
+    if "skipped" in m.get("deployed", {}):  # a site without photos: no camera-path figures
+        tags["deployed_skipped"] = m["deployed"]["skipped"]
     if "n_angry" in m["val"]:
         tags["val_n_angry"] = str(m["val"]["n_angry"])
     tags |= {
@@ -183,11 +185,13 @@ def below_beyond_noise(recall: float, n_angry: int, floor: float, confidence: fl
 
 def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
     """The floors, noise-aware: cross-fitted val recall on angry, deployed-path recall on angry;
-    a challenger is refused when a recall is below its floor beyond noise."""
+    a challenger is refused when a recall is below its floor beyond noise. At a site without
+    photos (tag `deployed_skipped`) there is no deployed path to hold to a floor: val alone."""
     recall, deployed = (_tag(challenger, k) for k in FLOOR_TAGS)
-    counts = [challenger.tags.get(k) for k in ("val_n_angry", "deployed_decide_n_angry")]
+    n_val, n_deployed = (challenger.tags.get(k) for k in ("val_n_angry", "deployed_decide_n_angry"))
+    no_photos = "deployed_skipped" in challenger.tags
     floor = gate.target_recall - gate.recall_tolerance
-    if recall is None or deployed is None or None in counts:
+    if None in (recall, n_val) or (not no_photos and None in (deployed, n_deployed)):
         return (
             f"version {challenger.version} lacks cross-fitted val or deployed-path figures: "
             "re-run `dvc repro evaluate register`"
@@ -198,14 +202,15 @@ def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
             "honestly (cross-fitting needs angry faces of >= 2 people or >= 2 angry faces): "
             "add photos of more people"
         )
-    n_val, n_deployed = (int(c) for c in counts)
-    if below_beyond_noise(recall, n_val, floor, gate.confidence):
+    if below_beyond_noise(recall, int(n_val), floor, gate.confidence):
         return (
             f"challenger's cross-fitted val recall on angry {recall:.3f} (of {n_val} faces) is "
             f"below {floor:.3f} beyond noise (target {gate.target_recall} - tolerance "
             f"{gate.recall_tolerance})"
         )
-    if below_beyond_noise(deployed, n_deployed, gate.deployed_recall_floor, gate.confidence):
+    if no_photos:
+        return None
+    if below_beyond_noise(deployed, int(n_deployed), gate.deployed_recall_floor, gate.confidence):
         return (
             f"challenger's deployed-path recall on angry {deployed:.3f} (of {n_deployed} faces) "
             f"is below the floor {gate.deployed_recall_floor} beyond noise (photos of the people "

@@ -148,6 +148,8 @@ def spec(**extra) -> dict:
         ({"detector": {"name": "haar", "cascade": "/etc/passwd"}}, "not a cascade file"),
         ({"detector": {"name": "haar", "cascade": "../../x.xml"}}, "not a cascade file"),
         ({"detector": {"name": "haar", "shell": "sh"}}, r"unknown detector settings \['shell'\]"),
+        ({"finder": {"min_face": 48, "hook": 1}}, r"finder settings \['hook'\]"),
+        ({"finder": {"min_face": "os.system"}}, r"finder settings \['min_face'\]"),
     ],
 )
 def test_a_registered_model_config_is_checked(registry, bad, match):

@@ -104,6 +104,7 @@ def load(
             clahe=chosen["clahe"],
             margin=cfg.deploy.crop_margin,
             detector=cfg.detector,
+            finder=cfg.deploy.watch.detect,
         )
     else:
         import mlflow

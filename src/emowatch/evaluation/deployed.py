@@ -1,9 +1,10 @@
 """Scored as deployed: a model on the path a camera runs, on full photos of people.
 
 FER2013 faces come pre-cropped by another process; in deployment the face comes from the Haar
-detector at deploy settings, squared and grown by the crop margin, then classified and decided
-at the angry threshold (`inference.face_classifier.FaceClassifier`, the registered pyfunc's
-own code).
+detector run as the camera's sweep runs it (the model spec's `finder`, `deploy.watch.detect`),
+squared and grown by the crop margin, then classified and decided at the angry threshold
+(`inference.face_classifier.FaceClassifier`: the registered pyfunc's and `watch`'s own code;
+`tests/test_camera_parity.py` holds the three to the same decision per face).
 This runs that path on the business's full photos (`data.photos.root`) and scores every photo:
 a photo whose face is not found counts as wrong, and an angry one as missed. Figures are given
 per part (people whose figures may steer choices, and the photos' test people, reported only)

@@ -1,7 +1,8 @@
 """Find the faces in an image and classify each: the one code path of `emowatch watch` and of
 the served model.
 
-Faces are found by the same detector code as `crop_faces` (on a downscaled copy), squared and
+Faces are found by the same detector code as `crop_faces`, at the scale the camera's sweep uses
+(the spec's `finder`, so evaluate, the served model and `watch` find the same faces), squared and
 grown by the same margin, cropped and resized to the model's input, normalised as in training,
 and classified; angry is predicted when P(angry) reaches the model's threshold (chosen on val),
 otherwise the most likely other class.
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emowatch.errors import UnsafeModelError
 from emowatch.inference import faces
+from emowatch.inference.finder import FaceFinder, FinderSettings
 from emowatch.inference.loading import load_trained
 from emowatch.inference.predict import predict
 from emowatch.inference.threshold import predict_with_threshold
@@ -46,17 +48,27 @@ class FacePrediction:
         }
 
 
+def plain(value: Any) -> Any:
+    """A config node as plain containers (a dict or list as it is)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
 def spec_of(
-    info: dict, threshold: float, tta: str, margin: float, detector: Any, clahe: bool = False
+    info: dict,
+    threshold: float,
+    tta: str,
+    margin: float,
+    detector: Any,
+    clahe: bool = False,
+    finder: Any = None,
 ) -> dict:
     """What a deployed model needs beside its weights (stored as the pyfunc's model_config);
-    `clahe`: contrast-limited equalisation of the frame before detection and classification."""
-    det = (
-        OmegaConf.to_container(detector, resolve=True)
-        if isinstance(detector, DictConfig)
-        else detector
-    )
-    return {
+    `clahe`: contrast-limited equalisation of the frame before detection and classification;
+    `finder`: the camera's face-finding settings (`deploy.watch.detect`), so that the evaluated,
+    the served and the watched model all find faces as the camera does."""
+    det = plain(detector)
+    extra = {"finder": dict(plain(finder))} if finder is not None else {}
+    return extra | {
         "classes": list(info["classes"]),
         "input_size": int(info["input_shape"][-1]),
         "normalize": {"mean": info["normalize"]["mean"], "std": info["normalize"]["std"]},
@@ -69,7 +81,7 @@ def spec_of(
 
 
 SPEC_REQUIRED = ("classes", "input_size", "normalize", "threshold_angry", "crop_margin", "detector")
-SPEC_OPTIONAL = ("tta", "clahe")  # absent in versions registered before they existed
+SPEC_OPTIONAL = ("tta", "clahe", "finder")  # absent in versions registered before they existed
 
 
 def check_spec(spec: dict, where: str) -> None:
@@ -89,6 +101,11 @@ def check_spec(spec: dict, where: str) -> None:
     foreign = sorted(set(det) - {"name", *settings})
     if foreign:
         raise UnsafeModelError(f"{where}: unknown detector settings {foreign} (known: {settings})")
+    known = set(FinderSettings.__dataclass_fields__)
+    finder = spec.get("finder") or {}
+    odd = sorted(k for k, v in finder.items() if k not in known or not isinstance(v, int | float))
+    if odd:
+        raise UnsafeModelError(f"{where}: unknown or non-numeric finder settings {odd} ({known})")
     cascade = str(det.get("cascade", ""))
     if cascade and (Path(cascade).name != cascade or not faces.installed_cascade(cascade)):
         raise UnsafeModelError(
@@ -110,6 +127,14 @@ class FaceClassifier:
         self.mean, self.std = spec["normalize"]["mean"], spec["normalize"]["std"]
         self.threshold = float(spec["threshold_angry"])
         self.detector = faces.build_detector(OmegaConf.create(spec["detector"]))
+        # The camera's way of finding faces (a whole-frame sweep at the scale where a face of
+        # `min_face` px meets the cascade's minimum): what `detect` runs on a still image.
+        finder = spec.get("finder")
+        self.finder = (
+            FaceFinder(self.detector, FinderSettings(**finder))
+            if finder and isinstance(self.detector, faces.HaarDetector)
+            else None
+        )
         # Dim and uneven light: where the deployed-path evaluation kept it (evaluate.clahe).
         self.clahe = cv2.createCLAHE(2.0, (8, 8)) if spec.get("clahe") else None
 
@@ -124,7 +149,9 @@ class FaceClassifier:
         return self.clahe.apply(gray) if self.clahe is not None else gray
 
     def detect(self, gray: np.ndarray) -> list[faces.Face]:
-        return self.detector(gray)
+        """The faces of one image, found as the camera's sweep finds them (the spec's finder),
+        or by the detector at its own settings for a model registered without one."""
+        return self.finder.sweep(gray) if self.finder is not None else self.detector(gray)
 
     def classify(self, gray: np.ndarray, found: list[faces.Face]) -> list[FacePrediction]:
         """Classify detected faces of a grayscale image (one batch for all faces)."""

@@ -217,7 +217,15 @@ def camera_path_metrics(
     options = {"fixed": [ecfg.clahe]} if ecfg.clahe != "auto" else {"auto": [False, True]}
     scored = {}
     for clahe in next(iter(options.values())):
-        spec = spec_of(info, threshold, tta, cfg.deploy.crop_margin, cfg.detector, clahe)
+        spec = spec_of(
+            info,
+            threshold,
+            tta,
+            cfg.deploy.crop_margin,
+            cfg.detector,
+            clahe,
+            cfg.deploy.watch.detect,
+        )
         scored[clahe] = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
     if ecfg.clahe == "auto":
         chosen, rule = deployed.choose_clahe(

@@ -54,6 +54,7 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
                     margin=cfg.deploy.crop_margin,
                     detector=cfg.detector,
                     clahe=metrics["deployed"].get("clahe", {}).get("chosen", False),
+                    finder=cfg.deploy.watch.detect,
                 ),
                 "weights_md5": file_hash(info_path.parent / "model.ckpt"),
                 "train_run": info["mlflow_run_id"],

@@ -10,6 +10,7 @@ import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -176,9 +177,14 @@ def resolve_path(path: str | os.PathLike[str], root: Path | None = None) -> Path
     return p if p.is_absolute() else (root or find_root()) / p
 
 
+def plain(value: Any) -> Any:
+    """A config node as plain containers, resolved (anything else as it is)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, object]:
     """Flatten a nested config to dotted keys (for MLflow params)."""
-    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    data = plain(cfg)
     out: dict[str, object] = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from emowatch.config import plain
 
 
 def read_json(path: Path) -> dict | None:
@@ -25,9 +25,7 @@ def write_json(path: Path, data: dict | list) -> Path:
 
 def fingerprint(*parts: Any) -> str:
     """A stable hash of config sections and input-file hashes."""
-    data = [
-        OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts
-    ]
+    data = [plain(p) for p in parts]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

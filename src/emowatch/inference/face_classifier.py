@@ -17,8 +17,9 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from emowatch.config import plain
 from emowatch.errors import UnsafeModelError
 from emowatch.inference import faces
 from emowatch.inference.finder import FaceFinder, FinderSettings
@@ -46,11 +47,6 @@ class FacePrediction:
             "p_angry": round(self.p_angry, 4),
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
         }
-
-
-def plain(value: Any) -> Any:
-    """A config node as plain containers (a dict or list as it is)."""
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
 def spec_of(

@@ -83,7 +83,9 @@ def test_a_site_without_person_ids_splits_by_photo(tmp_path):
         d = m["deployed"]
         assert d["per_person"] == {} and d["people"] == {"decide": [], "report": []}
         assert d["report"]["n"] == len(files["test"])  # the test photos, scored, reported
-        assert d["decide"]["n"] == len(files["val"])  # photos decide is val's
+        # every non-test photo out of fold, the folds by photo
+        assert d["decide"]["n"] == len(files["train"]) + len(files["val"])
+        assert d["evidence"]["by"] == "photo" and d["evidence"]["folds"] == 4
     fer = read(project, "reports/evaluate/fer2013/vgg/metrics.json")["deployed"]
     assert fer["report"]["n"] == len(files["test"])
     assert "skipped" not in read(project, "reports/registry/photos_register.json")

@@ -173,3 +173,26 @@ def test_a_site_without_photos_writes_every_output_of_the_photos_stages(tmp_path
             assert no_photos.write(path, "no photos under data/photos: test").exists()
         checked += 1
     assert checked == 9  # tune, 3 trains, 3 evaluates, register, promote
+
+
+def test_crossval_writes_what_dvc_yaml_declares(tmp_path):
+    """`stages.crossval.outputs` names exactly the outs dvc.yaml declares for each crossval
+    stage (one per photos candidate); at a site without photos it writes every one of them."""
+    from emowatch.stages import crossval
+
+    cfg = config.compose([], root=REPO)
+    found = [s for s in stages() if s.addressing.startswith("crossval@")]
+    assert sorted(s.addressing for s in found) == sorted(
+        f"crossval@{m}" for m in cfg.registry.candidates.photos
+    )
+    splits = Layout(cfg, tmp_path).photo_splits
+    splits.parent.mkdir(parents=True)
+    splits.write_text('{"no_photos": "no photos under data/photos: test"}')
+    for stage in found:
+        model = stage.addressing.partition("@")[2]
+        named = {p.relative_to(REPO).as_posix() for p in crossval.outputs(cfg, model, REPO)}
+        assert named == outs(stage), stage.addressing
+        assert crossval.main(cfg, model, tmp_path) == {
+            "skipped": "no photos under data/photos: test"
+        }
+        assert all(p.exists() for p in crossval.outputs(cfg, model, tmp_path))

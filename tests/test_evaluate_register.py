@@ -85,7 +85,6 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
     assert deployed.spec["tta"] == challenger.tags["tta"]
 
     cfg.registry.promotion.recall_tolerance = 1.0  # tiny data: any recall passes the floor
-    cfg.registry.promotion.deployed_recall_floor.fer2013 = 0.0
     first = promote.main(cfg, "fer2013")
     assert (
         first["promoted"]

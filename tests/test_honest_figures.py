@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from emowatch.evaluation import crossfit, deployed, paired
+from emowatch.evaluation.paired import wilson
 from emowatch.inference.predict import choose_tta
 from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
 
@@ -112,7 +113,13 @@ def test_deployed_figures_count_missed_faces_as_misses():
         "recall_angry": 0.5,
         "said_angry": 2,
         "precision_angry": 0.5,
+        # 1 of 2 says little: 95% Wilson intervals, which the floors and the site model read
+        "recall_angry_low": pytest.approx(wilson(1, 2)[0]),
+        "recall_angry_high": pytest.approx(wilson(1, 2)[1]),
+        "precision_angry_low": pytest.approx(wilson(1, 2)[0]),
+        "precision_angry_high": pytest.approx(wilson(1, 2)[1]),
     }
+    assert s["decide"]["recall_angry_low"] < 0.1 < 0.9 < s["decide"]["recall_angry_high"]
     assert s["report"]["recall_angry"] == 0.0 and s["people"] == {"decide": ["A"], "report": ["B"]}
     assert s["per_person"]["B"]["part"] == "report"
 

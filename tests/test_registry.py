@@ -6,6 +6,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from emowatch.evaluation import people_cv
 from emowatch.tracking import registry
 
 NAME = "emowatch-test"
@@ -24,7 +25,7 @@ def client(tmp_path, mlflow_template, monkeypatch):
     return c
 
 
-def add_version(client, recall=0.82, deployed=0.6, quality=0.5, folds=5, n_val=400, n_photos=24):
+def add_version(client, recall=0.82, deployed=0.9, quality=0.5, folds=5, n_val=400, n_photos=24):
     """A registered version whose tags carry val and deployed-path figures (the source is a
     placeholder); `quality` is what the fake paired comparison below reads."""
     tags = {
@@ -119,14 +120,60 @@ def test_recall_floor_and_deployed_floor(client):
     challenge(client, missed_on_camera)
     decision = gate(client)
     assert not decision.promoted and "deployed-path recall on angry 0.200" in decision.reason
-    # 3 of 6 angry faces is no evidence of a recall below 0.75, nor 1 of 6 of one below 0.5
-    noisy = add_version(client, recall=0.5, n_val=6, deployed=1 / 6, n_photos=6, quality=0.9)
-    challenge(client, noisy)
-    assert gate(client).promoted and champion(client) == noisy
+    # 3 of 6 angry faces is no evidence of a val recall below 0.75 (the val floor refuses only
+    # beyond noise); the deployed floor asks for evidence: its lower bound must reach 0.5.
+    one_of_six = add_version(client, recall=0.5, n_val=6, deployed=1 / 6, n_photos=6, quality=0.9)
+    challenge(client, one_of_six)
+    reason = gate(client).reason
+    assert "1 of 6 angry photos" in reason and "no number of photos proves it" in reason
+    five_of_six = add_version(client, recall=0.5, n_val=6, deployed=5 / 6, n_photos=6, quality=0.9)
+    challenge(client, five_of_six)
+    more = people_cv.angry_photos_needed(5, 6, 0.5, 0.95)
+    assert more is not None and more > 0
+    assert f"about {more} more angry photos" in gate(client).reason and champion(client) == v1
+    six_of_six = add_version(client, recall=0.5, n_val=6, deployed=1.0, n_photos=6, quality=0.9)
+    challenge(client, six_of_six)
+    assert gate(client).promoted and champion(client) == six_of_six
     too_few_to_tell = add_version(client, quality=0.95, folds=0)
     challenge(client, too_few_to_tell)
     assert "val is too small" in gate(client).reason
-    assert champion(client) == noisy
+    assert champion(client) == six_of_six
+
+
+def test_a_photos_model_without_out_of_fold_evidence_is_refused(client):
+    v1 = add_version(client)
+    challenge(client, v1)
+    gate(client)
+    version = client.create_model_version(
+        NAME,
+        source="file:///tmp/x",
+        tags={
+            "val_recall_angry_at_threshold": "0.9",
+            "val_crossfit_folds": "2",
+            "val_n_angry": "400",
+            "deployed_decide_n_angry": "6",
+            "deployed_decide_recall_angry": "1.0",
+            "deployed_insufficient": "needs >= 3 non-test people, found 2 (PA, PC)",
+            "quality": "0.9",
+        },
+    ).version
+    challenge(client, version)
+    decision = gate(client)
+    assert not decision.promoted and champion(client) == v1
+    assert "no out-of-fold evidence" in decision.reason and "found 2 (PA, PC)" in decision.reason
+
+
+def test_a_gate_without_a_deployed_floor_reads_val_alone(client):
+    """FER2013's gate (deployed_recall_floor null): its camera-path figures steer the site
+    model, not the gate; the val floor still refuses."""
+    fer_gate = registry.Gate(target_recall=0.8, recall_tolerance=0.05, deployed_recall_floor=None)
+    v1 = add_version(client, deployed=0.0)
+    challenge(client, v1)
+    assert registry.promote(client, NAME, fer_gate, paired_by_quality()).promoted
+    low = add_version(client, recall=0.6, deployed=1.0)
+    challenge(client, low)
+    decision = registry.promote(client, NAME, fer_gate, paired_by_quality())
+    assert "val recall on angry 0.600" in decision.reason and champion(client) == v1
 
 
 def test_a_champion_cannot_be_replaced_without_a_comparison(client):

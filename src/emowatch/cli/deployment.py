@@ -135,10 +135,13 @@ def watch(
 @deployment.command("site-model")
 def site_model_cmd(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Print the model URI `watch` and `make serve` use when none is named (the reason on
-    stderr): the photos champion when this site has photos, else the FER2013 champion."""
+    stderr): with photos, the photos or FER2013 champion by their camera-path figures on this
+    site's people; else the FER2013 champion."""
     from emowatch.deploy import site_model
 
     cfg = load(params_file, overrides)
     choice = site_model.choose(cfg, config.find_root())
     typer.echo(f"{choice.uri}: {choice.reason}", err=True)
+    if choice.warning:
+        typer.echo(choice.warning, err=True)
     typer.echo(choice.uri)

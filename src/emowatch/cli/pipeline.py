@@ -110,6 +110,19 @@ def tune(dataset: DatasetOpt, overrides: Overrides = None, params_file: ParamsOp
 
 
 @pipeline.command()
+def crossval(model: ModelOpt, overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `crossval`: a photos model cross-validated by person on the camera path.
+
+    GroupKFold over every non-test person (evaluate.people_cv.folds); each fold a seeded
+    fine-tune from the FER2013 start, stopped early on another fold's people, its held-out
+    people's full photos scored on the camera path under every CLAHE and TTA option. Writes the
+    out-of-fold records that evaluate fits the photos model's threshold on; a killed run resumes
+    at its first unfinished fold.
+    """
+    run_stage("crossval", params_file, overrides, model=model)
+
+
+@pipeline.command()
 def evaluate(
     dataset: DatasetOpt,
     model: ModelOpt,

@@ -24,6 +24,7 @@ from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.errors import DataError
+from emowatch.evaluation.paired import wilson
 from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier
 
@@ -91,8 +92,9 @@ def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -
     return records
 
 
-def figures(records: list[dict]) -> dict:
-    """Face-found rate, accuracy, and angry recall/precision at the deployed threshold."""
+def figures(records: list[dict], confidence: float = 0.95) -> dict:
+    """Face-found rate, accuracy, and angry recall/precision at the deployed threshold, with
+    Wilson intervals of the two (`confidence`)."""
     n = len(records)
     found = sum(r["predicted"] is not None for r in records)
     right = sum(r["predicted"] == r["label"] for r in records)
@@ -108,6 +110,18 @@ def figures(records: list[dict]) -> dict:
         "recall_angry": caught / len(angry) if angry else 0.0,
         "said_angry": len(said),
         "precision_angry": caught / len(said) if said else 0.0,
+    } | intervals(caught, len(angry), len(said), confidence)
+
+
+def intervals(caught: int, n_angry: int, said: int, confidence: float) -> dict:
+    """Wilson intervals of angry recall (caught of n_angry) and precision (caught of said)."""
+    r_low, r_high = wilson(caught, n_angry, confidence)
+    p_low, p_high = wilson(caught, said, confidence)
+    return {
+        "recall_angry_low": r_low,
+        "recall_angry_high": r_high,
+        "precision_angry_low": p_low,
+        "precision_angry_high": p_high,
     }
 
 
@@ -157,9 +171,10 @@ def score(
     classifier: FaceClassifier,
     decide_splits: list[str],
     root: Path | None = None,
+    parts: tuple[str, ...] = (DECIDE, REPORT, UNASSIGNED),
 ) -> tuple[dict, list[dict]]:
-    """Run the deployed path on the photos; (summary, per-photo records)."""
-    items = photo_set(cfg, classifier.classes, decide_splits, root)
+    """Run the deployed path on the photos of `parts`; (summary, per-photo records)."""
+    items = [p for p in photo_set(cfg, classifier.classes, decide_splits, root) if p.part in parts]
     if not items:
         raise DataError(
             f"no photos of the classes {classifier.classes} under {cfg.data.photos.root}: "

@@ -4,7 +4,9 @@ Every choice reads val only; test is scored once, to report:
 - test-time augmentation by a rule on val (`inference.predict.choose_tta`);
 - the angry threshold fitted on all of val, and its honest figures (recall, precision and
   accuracy at the threshold) by cross-fitting on val (`evaluation.crossfit`): these are the
-  `val` figures that choosing the challenger and the promotion gate read;
+  `val` figures that choosing the challenger and the promotion gate read; a photos model's
+  deployed threshold is instead fitted on the out-of-fold camera-path scores of every non-test
+  person (stage `crossval`, `evaluation.people_cv`), where its CLAHE choice is made too;
 - the deployed path (detector, crop, classify, threshold) on full photos
   (`evaluation.deployed`): the people who may steer choices under `deployed.decide`, the photos'
   test people under `deployed.report`, and per person.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -31,8 +34,9 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_
 from emowatch.config import flatten
 from emowatch.data import photos
 from emowatch.data.splits import load_dataset, val_groups
-from emowatch.evaluation import crossfit, deployed, explain
-from emowatch.files import write_json
+from emowatch.errors import DataError
+from emowatch.evaluation import crossfit, deployed, explain, people_cv
+from emowatch.files import read_json, write_json
 from emowatch.inference.face_classifier import FaceClassifier, spec_of
 from emowatch.inference.loading import load_trained
 from emowatch.inference.predict import choose_tta, predict
@@ -239,6 +243,100 @@ def camera_path_metrics(
     return found | {"clahe": {"chosen": chosen, "rule": rule, "decide_accuracy": decide_acc}}
 
 
+def read_oof(cfg: DictConfig, model: str, root: Path | None) -> list[dict]:
+    """The crossval stage's out-of-fold records of photos model `model`."""
+    path = people_cv.reports_dir(cfg, model, root) / "oof.csv"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro crossval@{model}` first")
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def people_evidence(
+    cfg: DictConfig,
+    net,
+    info: dict,
+    tta: str,
+    model: str,
+    out: Path,
+    root: Path | None,
+    val_threshold: float,
+) -> tuple[float, dict]:
+    """A photos model's camera path judged on every non-test person (`evaluation.people_cv`):
+    for each CLAHE option, the threshold fitted on the out-of-fold scores and the photos decided
+    cross-fitted; CLAHE by the rule on those figures; then this model, at that threshold, on the
+    test people (reported). Returns (threshold, the `deployed` figures). With too few people to
+    cross-validate, the val threshold and the val people's camera path, flagged `insufficient`
+    (the gate then refuses the model)."""
+    ecfg, classes = cfg.evaluate, list(info["classes"])
+
+    def without_evidence(reason: str) -> tuple[float, dict]:
+        print(f"warning: photos-{model}: no out-of-fold evidence ({reason})")
+        found = camera_path_metrics(cfg, net, info, val_threshold, tta, "photos", out, root)
+        return val_threshold, found | {"evidence": {"insufficient": reason}}
+
+    every = read_oof(cfg, model, root)
+    if not every:  # too few people to cross-validate (crossval said why): val people only
+        folds = read_json(people_cv.reports_dir(cfg, model, root) / "folds.json") or {}
+        return without_evidence(folds.get("insufficient", f"crossval@{model} scored no photo"))
+    rows = [r for r in every if r["tta"] == tta]
+    by_clahe = {
+        clahe: people_cv.evidence(
+            [r for r in rows if r["clahe"] == str(clahe)], classes, ecfg.target_recall
+        )
+        for clahe in sorted({r["clahe"] == "True" for r in rows})
+    }
+    if not by_clahe:
+        raise DataError(f"crossval@{model} holds no records for TTA {tta!r}: re-run it")
+    oof = {clahe: deployed.figures(recs) for clahe, (_, recs) in by_clahe.items()}
+    if len(oof) == 2:
+        chosen, rule = deployed.choose_clahe(oof, ecfg.clahe_margin)
+        rule += " (out of fold, every non-test person)"
+    else:
+        chosen, rule = next(iter(oof)), "fixed by evaluate.clahe"
+    threshold, records = by_clahe[chosen]
+    if not math.isfinite(threshold):
+        return without_evidence(
+            "no angry face of a non-test person was found on the camera path out of fold, so "
+            "no threshold can be fitted: check the crop report's misses and add angry photos"
+        )
+    spec = spec_of(
+        info, threshold, tta, cfg.deploy.crop_margin, cfg.detector, chosen, cfg.deploy.watch.detect
+    )
+    _, tested = deployed.score(cfg, FaceClassifier(net, spec), [], root, (deployed.REPORT,))
+    deployed.write_records(
+        records + [r | {"fold": None} for r in tested], out / "deployed_predictions.csv"
+    )
+    found = deployed.summary(records + tested)
+    folds = sorted({r["fold"] for r in records})
+    by = (read_json(people_cv.reports_dir(cfg, model, root) / "folds.json") or {}).get("by")
+    caught, n_angry = found[deployed.DECIDE]["angry_caught"], found[deployed.DECIDE]["n_angry"]
+    floor = cfg.registry.promotion.deployed_recall_floor.photos
+    confidence = cfg.registry.promotion.confidence
+    needed = (
+        people_cv.angry_photos_needed(caught, n_angry, floor, confidence)
+        if floor is not None
+        else None
+    )
+    return threshold, found | {
+        "evidence": {
+            "kind": "out-of-fold",
+            "folds": len(folds),
+            "by": by,
+            "people": len({r["person"] for r in records} - {"?"}),
+            "photos": len(records),
+            "threshold": "fitted on every out-of-fold camera-path score; figures cross-fitted",
+            "floor": floor,
+            "angry_photos_needed": needed,
+        },
+        "clahe": {
+            "chosen": chosen,
+            "rule": rule,
+            "decide_accuracy": {str(k).lower(): v["accuracy"] for k, v in oof.items()},
+        },
+    }
+
+
 def write_figures(
     cfg: DictConfig,
     net,
@@ -318,8 +416,15 @@ def main(cfg: DictConfig, dataset: str, model: str, root: Path | None = None) ->
         tta, val_probs = views(net, x_val, y_val, *norm, ecfg)
         groups = val_groups(cfg, dataset, root)
         val = operating_point(val_probs, y_val, classes, groups, ecfg, cfg.seed)
-        threshold = val["threshold_angry"]
-        found = camera_path_metrics(cfg, net, info, threshold, tta["chosen"], dataset, out, root)
+        if dataset == "photos":  # every non-test person, out of fold (stage crossval)
+            threshold, found = people_evidence(
+                cfg, net, info, tta["chosen"], model, out, root, val["threshold_angry"]
+            )
+        else:
+            threshold = val["threshold_angry"]
+            found = camera_path_metrics(
+                cfg, net, info, threshold, tta["chosen"], dataset, out, root
+            )
         # Report: test, scored once with what val decided.
         test_probs = predict(net, x_test, *norm, tta["chosen"])
         metrics = scores(test_probs, y_test, classes, threshold) | {

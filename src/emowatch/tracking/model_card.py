@@ -51,13 +51,22 @@ def deployed_table(m: dict) -> list[str]:
         return [f"No deployed-path figures: {d['skipped']}."]
     rows = ["| people | photos | faces found | accuracy | angry caught | angry precision |"]
     rows.append("|---|---:|---:|---:|---:|---:|")
-    for part, label in (("decide", "deciding"), ("report", "test (reported)")):
+    evidence = d.get("evidence", {})
+    deciding = "out of fold" if "folds" in evidence else "deciding"
+    for part, label in (("decide", deciding), ("report", "test (reported)")):
         f = d[part]
         people = ", ".join(d["people"][part])
         rows.append(
             f"| {label}: {people} | {f['n']} | {f['face_rate']:.2f} | {f['accuracy']:.2f} | "
             f"{f['angry_caught']} of {f['n_angry']} | {f['precision_angry']:.2f} |"
         )
+    if "folds" in evidence:
+        rows.append(
+            f"\nOut of fold: {evidence['folds']} folds over every non-test person, each scored by "
+            f"a model fine-tuned without them; the threshold {evidence['threshold']}."
+        )
+    if "insufficient" in evidence:
+        rows.append(f"\nNo out-of-fold evidence: {evidence['insufficient']}.")
     return rows
 
 

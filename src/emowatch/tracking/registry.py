@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from emowatch.errors import UnsafeModelError
+from emowatch.evaluation import people_cv
 from emowatch.evaluation.paired import wilson
 from emowatch.tracking import audit
 from emowatch.tracking.production import Context
@@ -33,6 +34,12 @@ KEYS = (
     "accuracy_at_threshold",
 )
 DEPLOYED_KEYS = ("face_rate", "accuracy", "recall_angry", "precision_angry")
+DEPLOYED_KEYS += (
+    "recall_angry_low",
+    "recall_angry_high",
+    "precision_angry_low",
+    "precision_angry_high",
+)
 DEPLOYED_COUNTS = ("n", "n_angry", "angry_caught")
 
 
@@ -64,6 +71,9 @@ def version_tags(candidate: Mapping) -> dict[str, str]:
         tags |= {f"deployed_{part}_{k}": str(found[k]) for k in DEPLOYED_COUNTS if k in found}
     if "skipped" in m.get("deployed", {}):  # a site without photos: no camera-path figures
         tags["deployed_skipped"] = m["deployed"]["skipped"]
+    evidence = m.get("deployed", {}).get("evidence", {})
+    if "insufficient" in evidence:  # too few people to cross-validate a photos model
+        tags["deployed_insufficient"] = evidence["insufficient"]
     if "n_angry" in m["val"]:
         tags["val_n_angry"] = str(m["val"]["n_angry"])
     tags |= {
@@ -149,7 +159,10 @@ class Gate:
 
     target_recall: float
     recall_tolerance: float  # cross-fitted val recall on angry >= target - tolerance
-    deployed_recall_floor: float  # deployed-path angry recall on the people who may decide
+    # Deployed-path angry recall that the lower end of its Wilson interval must reach (the photos
+    # models' out-of-fold evidence over every non-test person); None: no such floor (FER2013's
+    # models keep their floors on FER2013 val; their camera-path figures steer the site model).
+    deployed_recall_floor: float | None
     compare: tuple[str, ...] = ("precision_angry_at_threshold", "accuracy_at_threshold")
     confidence: float = 0.95  # of the intervals the floors and the comparison read
 
@@ -183,15 +196,23 @@ def below_beyond_noise(recall: float, n_angry: int, floor: float, confidence: fl
     return wilson(round(recall * n_angry), n_angry, confidence)[1] < floor
 
 
+def short_of_floor(recall: float, n_angry: int, floor: float, confidence: float) -> bool:
+    """The evidence does not reach the floor: the lower end of the recall's Wilson interval
+    (over `n_angry` faces) is below it. Few faces prove little, so they cannot pass on luck."""
+    return wilson(round(recall * n_angry), n_angry, confidence)[0] < floor
+
+
 def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
-    """The floors, noise-aware: cross-fitted val recall on angry, deployed-path recall on angry;
-    a challenger is refused when a recall is below its floor beyond noise. At a site without
-    photos (tag `deployed_skipped`) there is no deployed path to hold to a floor: val alone."""
+    """The floors: cross-fitted val recall on angry (refused only when below its floor beyond
+    noise), and, where the gate has one, the deployed-path recall on angry, whose evidence must
+    reach its floor (a lower bound; the refusal says how many more angry photos would prove it
+    at the recall seen). At a site without photos (tag `deployed_skipped`) there is no deployed
+    path to hold to a floor: val alone."""
     recall, deployed = (_tag(challenger, k) for k in FLOOR_TAGS)
     n_val, n_deployed = (challenger.tags.get(k) for k in ("val_n_angry", "deployed_decide_n_angry"))
-    no_photos = "deployed_skipped" in challenger.tags
+    no_deployed = "deployed_skipped" in challenger.tags or gate.deployed_recall_floor is None
     floor = gate.target_recall - gate.recall_tolerance
-    if None in (recall, n_val) or (not no_photos and None in (deployed, n_deployed)):
+    if None in (recall, n_val) or (not no_deployed and None in (deployed, n_deployed)):
         return (
             f"version {challenger.version} lacks cross-fitted val or deployed-path figures: "
             "re-run `dvc repro evaluate register`"
@@ -208,13 +229,27 @@ def floor_refusal(challenger: ModelVersion, gate: Gate) -> str | None:
             f"below {floor:.3f} beyond noise (target {gate.target_recall} - tolerance "
             f"{gate.recall_tolerance})"
         )
-    if no_photos:
+    if no_deployed:
         return None
-    if below_beyond_noise(deployed, int(n_deployed), gate.deployed_recall_floor, gate.confidence):
+    if "deployed_insufficient" in challenger.tags:
         return (
-            f"challenger's deployed-path recall on angry {deployed:.3f} (of {n_deployed} faces) "
-            f"is below the floor {gate.deployed_recall_floor} beyond noise (photos of the people "
-            "who may decide)"
+            f"challenger v{challenger.version} has no out-of-fold evidence to reach the "
+            f"deployed floor: {challenger.tags['deployed_insufficient']}"
+        )
+    deployed_floor = float(gate.deployed_recall_floor)
+    n, caught = int(n_deployed), round(deployed * int(n_deployed))
+    if short_of_floor(deployed, n, deployed_floor, gate.confidence):
+        low = wilson(caught, n, gate.confidence)[0]
+        more = people_cv.angry_photos_needed(caught, n, deployed_floor, gate.confidence)
+        need = (
+            f"about {more} more angry photos caught at this rate would prove it"
+            if more is not None
+            else "no number of photos proves it at this rate: the model must catch more"
+        )
+        return (
+            f"challenger's deployed-path recall on angry {deployed:.3f} ({caught} of {n} angry "
+            f"photos; {gate.confidence:.0%} lower bound {low:.3f}) does not reach the floor "
+            f"{deployed_floor}: {need}"
         )
     return None
 

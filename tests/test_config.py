@@ -64,3 +64,34 @@ def test_bytecode_caches_do_not_change_a_stages_source_deps():
     assert ignore.is_ignored_file(str(training / "__pycache__" / "fit.cpython-311.pyc"))
     assert ignore.is_ignored_file(str(training / "stray.pyc"))
     assert not ignore.is_ignored_file(str(training / "fit.py"))
+
+
+def test_a_hand_edited_params_file_is_checked_against_conf(tmp_path):
+    """conf/ is the schema of a params file: an unknown key or a value of another kind is
+    refused at load with the key, the kind and the nearest keys; files composed with another
+    option of a group (trainer=ddp, another net, the tiny profile) load."""
+    import shutil
+
+    import pytest
+
+    from emowatch.cli.schema import load
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    path = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text()
+    path.write_text(text)
+    assert load(path, []).seed == 42
+    path.write_text(text.replace("  target_recall: 0.8\n", "  target_recal: 0.8\n", 1))
+    with pytest.raises(config.ConfigError, match=r"unknown key train.target_recal; did you mean"):
+        load(path, [])
+    path.write_text(text.replace("      k: 3\n", "      k: three\n", 1))
+    with pytest.raises(
+        config.ConfigError, match=r"deploy.watch.alerts.k: 'three' is a string, but .* an integer"
+    ):
+        load(path, [])
+    path.write_text(text.replace("profile: cpu\n", "profile: huge\n"))
+    with pytest.raises(config.ConfigError, match="profile='huge' is not a file of conf/profile/"):
+        load(path, [])
+    for options in (["trainer=ddp"], ["profile=tiny"], ["scheduler=cosine"]):
+        path.write_text(config.to_yaml(config.compose(options, root=REPO)))
+        load(path, [])  # no error: keys of another option of a group

@@ -9,8 +9,6 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from emowatch import config
-
 Overrides = Annotated[
     list[str] | None,
     typer.Argument(
@@ -61,8 +59,10 @@ def fail(message: str) -> NoReturn:
 
 
 def load(params: Path | None, overrides: list[str] | None):
+    from emowatch.cli import schema
+
     try:
-        return config.load(params, overrides or [])
+        return schema.load(params, overrides or [])
     except Exception as err:  # Hydra/OmegaConf raise many kinds for a bad override
         fail(f"cannot load the configuration: {err}")
 

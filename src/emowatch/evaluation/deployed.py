@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
@@ -69,14 +70,22 @@ def photo_set(
     return out
 
 
+def find_face(
+    classifier: FaceClassifier, photo_root: Path, photo: Photo
+) -> tuple[np.ndarray | None, faces.Face | None, str]:
+    """A photo as the camera path sees it: (the prepared grayscale image, its largest face, the
+    photo's status: ok, no_face, or why it could not be read)."""
+    loaded = load_gray(photo_root / photo.file)
+    gray = classifier.prepare(loaded.gray) if loaded.gray is not None else None
+    face = faces.largest(classifier.detect(gray)) if gray is not None else None
+    return gray, face, loaded.status or ("ok" if face else "no_face")
+
+
 def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -> list[dict]:
     """One record per photo: face found, predicted class (largest face), angry decision."""
     records = []
     for p in items:
-        loaded = load_gray(photo_root / p.file)
-        gray = classifier.prepare(loaded.gray) if loaded.gray is not None else None
-        found = classifier.detect(gray) if gray is not None else []
-        face = faces.largest(found)
+        gray, face, status = find_face(classifier, photo_root, p)
         pred = classifier.classify(gray, [face])[0] if face is not None else None
         records.append(
             {
@@ -84,7 +93,7 @@ def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -
                 "person": p.person,
                 "part": p.part,
                 "label": p.label,
-                "status": loaded.status or ("ok" if face else "no_face"),
+                "status": status,
                 "predicted": pred.emotion if pred else None,
                 "p_angry": round(pred.p_angry, 5) if pred else None,
             }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,17 +26,16 @@ from omegaconf import DictConfig
 
 from emowatch.config import plain
 from emowatch.data import augmentation, photos
-from emowatch.data.images import load_gray
 from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
 from emowatch.evaluation import deployed, people_cv
 from emowatch.files import file_hash, fingerprint, write_json
-from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier, spec_of
 from emowatch.layout import Layout
 from emowatch.stages import no_photos, train
 from emowatch.tracking.runs import stage_run
 from emowatch.training.fit import EpochHistory, scheduler_config
+from emowatch.training.transfer import Source
 
 STAGE = "crossval"
 DATASET = "photos"
@@ -72,16 +72,48 @@ def fold_arrays(data: SplitArrays, groups: np.ndarray, fold: people_cv.Fold) -> 
     )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The train stage's recipe for photos model `model`, read once for every fold, and the
+    fingerprint of everything a fold reads besides its people."""
+
+    model: str
+    mcfg: DictConfig
+    batch_size: int
+    source: Source | None
+    augment: object
+    key: str
+
+
+def recipe(cfg: DictConfig, model: str, root: Path | None) -> Recipe:
+    """The model's config, batch size, start and augmentation (`train.model_config`), and the
+    fingerprint of them, the training inputs and the camera path's settings."""
+    mcfg, batch_size, _, source = train.model_config(cfg, DATASET, model, root)
+    tcfg = cfg.train
+    files = [file_hash(p) for p in train.input_files(cfg, DATASET, root, source)]
+    key = fingerprint(
+        mcfg, batch_size, tcfg[DATASET], tcfg.monitor, scheduler_config(cfg, mcfg), cfg.trainer,
+        cfg.seed, files, options(cfg.evaluate), cfg.deploy.crop_margin, cfg.detector,
+        cfg.deploy.watch.detect,
+    )  # fmt: skip
+    augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
+    return Recipe(model, mcfg, batch_size, source, augment, key)
+
+
+def fold_key(how: Recipe, fold: people_cv.Fold) -> str:
+    """Everything a fold's result depends on: the recipe's fingerprint and the fold's people."""
+    return fingerprint(how.key, fold.train, fold.stop, fold.held)
+
+
 def fit_fold(
-    cfg: DictConfig, model: str, arrays: SplitArrays, work: Path, root: Path | None
+    cfg: DictConfig, how: Recipe, arrays: SplitArrays, work: Path
 ) -> tuple[torch.nn.Module, dict]:
     """One fold's fine-tune by the train stage's recipe; the network at its best checkpoint."""
-    mcfg, batch_size, _, source = train.model_config(cfg, DATASET, model, root)
-    augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
     history = EpochHistory()
     module, trainer = train.fit_model(
-        cfg, DATASET, model, mcfg, batch_size, arrays, augment, work, None, history, source, None
-    )
+        cfg, DATASET, how.model, how.mcfg, how.batch_size, arrays, how.augment, work, None,
+        history, how.source, None,
+    )  # fmt: skip
     best = Path(trainer.checkpoint_callback.best_model_path or work / "last.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
@@ -124,9 +156,7 @@ def camera_path(
         }
         first = next(iter(by_tta.values()))
         for p in items:
-            loaded = load_gray(photo_root / p.file)
-            gray = first.prepare(loaded.gray) if loaded.gray is not None else None
-            face = faces.largest(first.detect(gray)) if gray is not None else None
+            gray, face, status = deployed.find_face(first, photo_root, p)
             for tta, classifier in by_tta.items():
                 pred = classifier.classify(gray, [face])[0] if face is not None else None
                 probs = pred.probabilities if pred else {}
@@ -137,7 +167,7 @@ def camera_path(
                         "label": p.label,
                         "clahe": clahe,
                         "tta": tta,
-                        "status": loaded.status or ("ok" if face else "no_face"),
+                        "status": status,
                     }
                     | {f"p_{c}": round(probs[c], 6) if probs else None for c in classes}
                 )
@@ -145,38 +175,38 @@ def camera_path(
 
 
 def held_photos(
-    cfg: DictConfig, classes: list[str], fold: people_cv.Fold, by_person: bool, root: Path | None
+    items: list[deployed.Photo], fold: people_cv.Fold, by_person: bool
 ) -> list[deployed.Photo]:
     """The full photos of the fold's held-out people (or photos, without person ids)."""
-    items = deployed.photo_set(cfg, classes, list(POOL), root)
     held = set(fold.held)
     return [p for p in items if (p.person if by_person else p.file) in held]
 
 
 def run_fold(
     cfg: DictConfig,
-    model: str,
+    how: Recipe,
     data: SplitArrays,
     groups: np.ndarray,
+    items: list[deployed.Photo],
     fold: people_cv.Fold,
     by_person: bool,
     state_dir: Path,
-    key: str,
     root: Path | None,
 ) -> dict:
     """A finished fold's result from `state_dir` when its fingerprint matches, else the fold
     trained and scored now (and kept)."""
+    key = fold_key(how, fold)
     path = state_dir / f"fold_{fold.index}.json"
     if path.is_file():
         done = json.loads(path.read_text())
         if done.get("fingerprint") == key:
-            print(f"crossval@{model}: fold {fold.index} kept from {path}")
+            print(f"crossval@{how.model}: fold {fold.index} kept from {path}")
             return done
     work = state_dir / f"fold_{fold.index}"
     shutil.rmtree(work, ignore_errors=True)
-    net, fit = fit_fold(cfg, model, fold_arrays(data, groups, fold), work, root)
-    items = held_photos(cfg, data.classes, fold, by_person, root)
-    records = [r | {"fold": fold.index} for r in camera_path(cfg, net, data.classes, items, root)]
+    net, fit = fit_fold(cfg, how, fold_arrays(data, groups, fold), work)
+    held = held_photos(items, fold, by_person)
+    records = [r | {"fold": fold.index} for r in camera_path(cfg, net, data.classes, held, root)]
     shutil.rmtree(work, ignore_errors=True)
     done = {
         "fingerprint": key,
@@ -189,19 +219,6 @@ def run_fold(
     }
     write_json(path, done)
     return done
-
-
-def fold_key(cfg: DictConfig, model: str, fold: people_cv.Fold, root: Path | None) -> str:
-    """Everything a fold's result depends on: the model's training config and inputs, the
-    fold's people, and the camera path's settings."""
-    mcfg, batch_size, _, source = train.model_config(cfg, DATASET, model, root)
-    tcfg = cfg.train
-    files = [file_hash(p) for p in train.input_files(cfg, DATASET, root, source)]
-    return fingerprint(
-        mcfg, batch_size, tcfg[DATASET], tcfg.monitor, scheduler_config(cfg, mcfg), cfg.trainer,
-        cfg.seed, files, fold.train, fold.stop, fold.held, options(cfg.evaluate),
-        cfg.deploy.crop_margin, cfg.detector, cfg.deploy.watch.detect,
-    )  # fmt: skip
 
 
 def write_records(records: list[dict], path: Path, classes: list[str]) -> Path:
@@ -259,19 +276,11 @@ def main(cfg: DictConfig, model: str, root: Path | None = None) -> dict:
     tags = {"emowatch.dataset": DATASET, "emowatch.model": model}
     params = {"folds": len(folds), "by": "person" if by_person else "photo"}
     params |= {"people": len(set(groups)), "seed": cfg.seed}
+    how = recipe(cfg, model, root)
+    items = deployed.photo_set(cfg, data.classes, list(POOL), root)
     with stage_run(cfg, STAGE, f"crossval-{DATASET}-{model}", params, root=root, tags=tags):
         results = [
-            run_fold(
-                cfg,
-                model,
-                data,
-                groups,
-                fold,
-                by_person,
-                state_dir,
-                fold_key(cfg, model, fold, root),
-                root,
-            )
+            run_fold(cfg, how, data, groups, items, fold, by_person, state_dir, root)
             for fold in folds
         ]
         records = [r for done in results for r in done["records"]]

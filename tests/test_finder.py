@@ -89,3 +89,12 @@ def test_a_clahe_spec_equalises_the_frame_before_detection():
     equalised = FaceClassifier(torch.nn.Identity(), spec_of(info, 0.5, "none", 0.2, detector, True))
     assert plain.prepare(dim) is dim
     assert np.ptp(equalised.prepare(dim)) > np.ptp(dim)  # the contrast is stretched
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080)])
+def test_the_finder_steers_yunet_too(size):
+    from emowatch.inference.faces import YuNetDetector
+
+    finder = FaceFinder(YuNetDetector(), FinderSettings(min_face=48, full_every=5))
+    assert found_share(finder, [astronaut()], 56, size, n=10) == 1.0
+    assert finder.sweeps == 2 and finder.detector.max_side != YuNetDetector().max_side

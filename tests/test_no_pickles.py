@@ -148,6 +148,8 @@ def spec(**extra) -> dict:
         ({"detector": {"name": "haar", "cascade": "/etc/passwd"}}, "not a cascade file"),
         ({"detector": {"name": "haar", "cascade": "../../x.xml"}}, "not a cascade file"),
         ({"detector": {"name": "haar", "shell": "sh"}}, r"unknown detector settings \['shell'\]"),
+        ({"detector": {"name": "yunet", "onnx": "/tmp/x"}}, r"detector settings \['onnx'\]"),
+        ({"detector": {"name": "dlib"}}, r"unknown detector 'dlib'"),
         ({"finder": {"min_face": 48, "hook": 1}}, r"finder settings \['hook'\]"),
         ({"finder": {"min_face": "os.system"}}, r"finder settings \['min_face'\]"),
     ],
@@ -242,3 +244,21 @@ def test_the_planted_payloads_are_real(registry):
     with contextlib.suppress(Exception):  # the payload replaced the model: MLflow may fail
         mlflow.pyfunc.load_model(logged.model_uri)
     assert marker.exists()
+
+
+def test_align_is_in_the_spec_only_when_enabled_and_checked():
+    from emowatch import config
+    from emowatch.inference.face_classifier import align_of, check_spec
+
+    cfg = config.compose([])
+    assert align_of(cfg.deploy.align) is None and "align" not in spec()
+    on = align_of(config.compose(["deploy.align.enabled=true"]).deploy.align)
+    assert on == {"eye_distance": 0.375, "eye_y": 0.378, "eye_x": 0.49}
+    check_spec(spec(align=on), "test")
+    for bad, match in (
+        ({"eye_distance": 0.4, "eye_y": 0.4, "hook": 1}, r"align settings \['hook'\]"),
+        ({"eye_distance": "x", "eye_y": 0.4}, r"align settings \['eye_distance'\]"),
+        ({"eye_x": 0.5}, r"align settings \['eye_distance', 'eye_y'\]"),
+    ):
+        with pytest.raises(UnsafeModelError, match=match):
+            check_spec(spec(align=bad), "test")

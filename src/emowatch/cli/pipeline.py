@@ -165,6 +165,14 @@ def promote(
 
 
 @pipeline.command()
+def robustness(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `robustness`: each champion's camera path on the deciding people's photos under a
+    camera's conditions (light, blur, noise, JPEG, tilt, a covered face, a small face), with each
+    face detector (conf/robustness)."""
+    run_stage("robustness", params_file, overrides)
+
+
+@pipeline.command()
 def report(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Stage `report`: the results table (val, test, deployed path, the gate's paired
     comparison, data checks) generated from the metrics files into docs/results.md."""

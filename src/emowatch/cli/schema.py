@@ -21,7 +21,12 @@ from emowatch import config
 from emowatch.config import _ABSENT, ConfigError, _fits, _kind, _leaves, _switched_on
 
 # Groups with several options and where an option lands in the composed config.
-ALTERNATIVES = {"trainer": "trainer", "scheduler": "scheduler", "net": "models.*"}
+ALTERNATIVES = {
+    "trainer": "trainer",
+    "scheduler": "scheduler",
+    "net": "models.*",
+    "detector": "detector",
+}
 
 
 def alternative_keys(conf_dir: Path) -> set[str]:

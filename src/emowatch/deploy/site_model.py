@@ -21,7 +21,7 @@ from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.errors import UnsafeModelError
 from emowatch.evaluation.choices import evaluated_choices
-from emowatch.inference.face_classifier import FaceClassifier
+from emowatch.inference.face_classifier import FaceClassifier, align_of
 
 AUTO = "auto"
 
@@ -182,6 +182,7 @@ def load(
             margin=cfg.deploy.crop_margin,
             detector=cfg.detector,
             finder=cfg.deploy.watch.detect,
+            align=align_of(cfg.deploy.get("align")),
         )
     else:
         import mlflow

@@ -78,12 +78,9 @@ class Summary:
 
 
 def finder_for(classifier: FaceClassifier, wcfg: DictConfig) -> FaceFinder | None:
-    """The camera's face finder over the model's Haar cascade, one per camera: the settings the
+    """The camera's face finder over the model's detector, one per camera: the settings the
     model was evaluated and registered with (its spec's `finder`), else (a model registered
-    before specs carried them) deploy.watch.detect; None for another detector (then every frame
-    is searched whole, as the model's spec says)."""
-    if not isinstance(classifier.detector, faces.HaarDetector):
-        return None
+    before specs carried them) deploy.watch.detect."""
     if classifier.finder is not None:
         return FaceFinder(classifier.detector, classifier.finder.settings)
     if not wcfg.get("detect"):

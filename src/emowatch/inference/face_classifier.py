@@ -57,13 +57,16 @@ def spec_of(
     detector: Any,
     clahe: bool = False,
     finder: Any = None,
+    align: Any = None,
 ) -> dict:
     """What a deployed model needs beside its weights (stored as the pyfunc's model_config);
     `clahe`: contrast-limited equalisation of the frame before detection and classification;
     `finder`: the camera's face-finding settings (`deploy.watch.detect`), so that the evaluated,
-    the served and the watched model all find faces as the camera does."""
+    the served and the watched model all find faces as the camera does; `align`: the framing of
+    eye-aligned crops (`faces.Framing`; None: the box grown by the margin)."""
     det = plain(detector)
     extra = {"finder": dict(plain(finder))} if finder is not None else {}
+    extra |= {"align": dict(plain(align))} if align is not None else {}
     return extra | {
         "classes": list(info["classes"]),
         "input_size": int(info["input_shape"][-1]),
@@ -76,8 +79,16 @@ def spec_of(
     }
 
 
+def align_of(cfg: Any) -> dict | None:
+    """The framing of `deploy.align` when it is enabled, else None (crops by the grown box)."""
+    if cfg is None or not cfg.get("enabled"):
+        return None
+    return {k: float(cfg[k]) for k in faces.Framing.__dataclass_fields__}
+
+
 SPEC_REQUIRED = ("classes", "input_size", "normalize", "threshold_angry", "crop_margin", "detector")
-SPEC_OPTIONAL = ("tta", "clahe", "finder")  # absent in versions registered before they existed
+# absent in versions registered before they existed
+SPEC_OPTIONAL = ("tta", "clahe", "finder", "align")
 
 
 def check_spec(spec: dict, where: str) -> None:
@@ -93,7 +104,10 @@ def check_spec(spec: dict, where: str) -> None:
             f"an emowatch model config has {[*SPEC_REQUIRED, *SPEC_OPTIONAL]}"
         )
     det = dict(spec["detector"])
-    settings = faces.detector_settings(str(det.get("name")))
+    try:
+        settings = faces.detector_settings(str(det.get("name")))
+    except ValueError as err:
+        raise UnsafeModelError(f"{where}: {err}") from None
     foreign = sorted(set(det) - {"name", *settings})
     if foreign:
         raise UnsafeModelError(f"{where}: unknown detector settings {foreign} (known: {settings})")
@@ -102,6 +116,12 @@ def check_spec(spec: dict, where: str) -> None:
     odd = sorted(k for k, v in finder.items() if k not in known or not isinstance(v, int | float))
     if odd:
         raise UnsafeModelError(f"{where}: unknown or non-numeric finder settings {odd} ({known})")
+    framing = set(faces.Framing.__dataclass_fields__)
+    align = spec.get("align") or {}
+    odd = sorted(k for k, v in align.items() if k not in framing or not isinstance(v, int | float))
+    odd += sorted({"eye_distance", "eye_y"} - set(align)) if align else []
+    if odd:
+        raise UnsafeModelError(f"{where}: unknown or non-numeric align settings {odd} ({framing})")
     cascade = str(det.get("cascade", ""))
     if cascade and (Path(cascade).name != cascade or not faces.installed_cascade(cascade)):
         raise UnsafeModelError(
@@ -124,21 +144,25 @@ class FaceClassifier:
         self.threshold = float(spec["threshold_angry"])
         self.detector = faces.build_detector(OmegaConf.create(spec["detector"]))
         # The camera's way of finding faces (a whole-frame sweep at the scale where a face of
-        # `min_face` px meets the cascade's minimum): what `detect` runs on a still image.
+        # `min_face` px meets the detector's minimum): what `detect` runs on a still image.
         finder = spec.get("finder")
-        self.finder = (
-            FaceFinder(self.detector, FinderSettings(**finder))
-            if finder and isinstance(self.detector, faces.HaarDetector)
-            else None
-        )
+        self.finder = FaceFinder(self.detector, FinderSettings(**finder)) if finder else None
         # Dim and uneven light: where the deployed-path evaluation kept it (evaluate.clahe).
         self.clahe = cv2.createCLAHE(2.0, (8, 8)) if spec.get("clahe") else None
+        align = spec.get("align")
+        self.framing = faces.Framing(**align) if align else None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, **spec_args: Any) -> FaceClassifier:
         """From the `train` stage's files (model.ckpt + model.json) and the deployment spec."""
         net, info = load_trained(model_dir)
         return cls(net, spec_of(info, **spec_args))
+
+    def with_spec(self, **changes: Any) -> FaceClassifier:
+        """The same network with some of its spec changed (`detector=`, `align=`: plain
+        config or dicts; `align=None` takes alignment off)."""
+        spec = {**self.spec, **{k: plain(v) if v is not None else v for k, v in changes.items()}}
+        return FaceClassifier(self.net, {k: v for k, v in spec.items() if v is not None})
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         """The grayscale frame as the model's spec wants it seen (CLAHE or as it is)."""
@@ -163,11 +187,7 @@ class FaceClassifier:
         if not found:
             return [[] for _ in images]
         crops = np.stack(
-            [
-                faces.crop(gray, faces.expand_box(f.box, margin, gray.shape), self.size)
-                for gray, fs in images
-                for f in fs
-            ]
+            [faces.cut(gray, f, margin, self.size, self.framing) for gray, fs in images for f in fs]
         )
         probs = predict(self.net, crops, self.mean, self.std, self.spec.get("tta", "none"))
         labels = predict_with_threshold(probs, self.angry, self.threshold)

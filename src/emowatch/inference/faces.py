@@ -1,8 +1,12 @@
 """Face detection and cropping, shared by the `crop_faces` stage and the live watcher.
 
-The default detector is OpenCV's Haar cascade (`haarcascade_frontalface_default.xml`, shipped
-in opencv-python-headless 4.x under `cv2.data`). Detection runs on a downscaled copy for speed;
-boxes are returned in the input image's pixels. Nothing is ever drawn on the image.
+Two detectors (the `detector` config group): OpenCV's Haar cascade
+(`haarcascade_frontalface_default.xml`, shipped in opencv-python-headless 4.x under `cv2.data`;
+frontal faces, no landmarks) and YuNet
+(libfacedetection's network, compiled into the `yuface` wheel; turned and tilted faces, five
+landmarks). Both detect on a copy downscaled to `max_side` for speed and return boxes in the
+input image's pixels; both skip faces under `min_size` pixels at the detection resolution, which
+the camera's finder uses to plan its scales. Nothing is ever drawn on the image.
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ from emowatch.data.images import resize
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 
+Point = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Face:
-    """A detected face: box in input pixels and the detector's confidence, if it gives one."""
+    """A detected face: box in input pixels, the detector's confidence if it gives one, and its
+    landmarks if it finds them (YuNet: the eye on the image's left, the other eye, the nose
+    tip, the mouth corner on the image's left, the other corner)."""
 
     box: Box
     score: float | None = None
+    landmarks: tuple[Point, ...] | None = None
 
     @property
     def area(self) -> int:
@@ -34,11 +44,28 @@ class Face:
 
 
 class Detector(Protocol):
+    """A face detector the camera's finder can steer: it detects on a copy scaled so its longer
+    side is at most `max_side` (None: as it is) and finds faces from `min_size` px there."""
+
+    min_size: int
+    max_side: int | None
+
     def __call__(self, gray: np.ndarray) -> list[Face]: ...
+
+
+def downscaled(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """The image scaled so its longer side is at most `max_side`, and the scale used."""
+    if not max_side or max(gray.shape) <= max_side:
+        return gray, 1.0
+    scale = max_side / max(gray.shape)
+    size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
 
 
 class HaarDetector:
     """OpenCV Haar cascade; `score` is the cascade's level weight (higher is surer)."""
+
+    landmarks = False
 
     def __init__(
         self,
@@ -65,12 +92,7 @@ class HaarDetector:
         self.min_size, self.max_side, self.equalize = min_size, max_side, equalize
 
     def __call__(self, gray: np.ndarray) -> list[Face]:
-        scale = 1.0
-        small = gray
-        if self.max_side and max(gray.shape) > self.max_side:
-            scale = self.max_side / max(gray.shape)
-            size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
-            small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        small, scale = downscaled(gray, self.max_side)
         if self.equalize:
             small = cv2.equalizeHist(small)
         rects, _, weights = self.classifier.detectMultiScale3(
@@ -87,7 +109,44 @@ class HaarDetector:
         return faces
 
 
-DETECTORS = {"haar": HaarDetector}
+class YuNetDetector:
+    """YuNet from libfacedetection (BSD-3), as the `yuface` wheel ships it: the network and its
+    weights are compiled into the package (pinned by hash in requirements-weights.lock), so
+    nothing is downloaded or unpickled. `score` is its confidence in [0, 1]; faces below `conf`
+    are dropped. Its eye landmarks follow a face's position and size well, a tilt of the head
+    less so (a head tilted 25° gave an eye line of 2°)."""
+
+    landmarks = True
+
+    def __init__(self, conf: float = 0.6, min_size: int = 28, max_side: int | None = 320) -> None:
+        try:
+            from yuface.yuface import detect  # the compiled network: rows of score, box, points
+        except ImportError as err:  # pragma: no cover - the locked install has it
+            raise RuntimeError(
+                "the yunet detector needs the yuface package: make install "
+                "(requirements-weights.lock)"
+            ) from err
+        self._detect = detect
+        self.conf, self.min_size, self.max_side = conf, min_size, max_side
+
+    def __call__(self, gray: np.ndarray) -> list[Face]:
+        small, scale = downscaled(gray, self.max_side)
+        rows = self._detect(cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)).astype(int)
+        faces = []
+        for row in rows:  # score in percent, x y w h, five (x, y) landmarks
+            score, (x, y, w, h) = row[0] / 100, row[1:5] / scale
+            if score < self.conf or max(row[3], row[4]) < self.min_size:
+                continue
+            marks = tuple(
+                (round(px / scale), round(py / scale)) for px, py in row[5:15].reshape(5, 2)
+            )
+            x0, y0 = max(0, round(x)), max(0, round(y))  # a face cut by the edge: the part inside
+            box = (x0, y0, round(x + w) - x0, round(y + h) - y0)
+            faces.append(Face(box, float(score), marks))
+        return faces
+
+
+DETECTORS = {"haar": HaarDetector, "yunet": YuNetDetector}
 
 
 def detector_settings(name: str) -> list[str]:
@@ -105,10 +164,9 @@ def installed_cascade(name: str) -> bool:
 
 def build_detector(cfg: DictConfig) -> Detector:
     """The detector named by `detector.name` with its parameters from config."""
+    detector_settings(str(cfg.name))  # an unknown name: ValueError naming the known ones
     params = {k: v for k, v in cfg.items() if k != "name"}
-    if cfg.name == "haar":
-        return HaarDetector(**params)
-    raise ValueError(f"unknown detector {cfg.name!r} (available: haar)")
+    return DETECTORS[str(cfg.name)](**params)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -140,3 +198,38 @@ def crop(gray: np.ndarray, box: Box, size: int) -> np.ndarray:
     """Cut `box` out of a grayscale image and resize it to size × size."""
     x, y, w, h = box
     return resize(gray[y : y + h, x : x + w], size)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the eyes sit in an aligned crop, as shares of its side: the midpoint between them
+    at (`eye_x`, `eye_y`), `eye_distance` apart, level."""
+
+    eye_distance: float
+    eye_y: float
+    eye_x: float = 0.5
+
+
+def aligned(gray: np.ndarray, face: Face, size: int, framing: Framing) -> np.ndarray:
+    """The face cut out with its eyes level and framed as `framing` says (one similarity
+    transform from its two eye landmarks; the image's edge pixels repeated beyond it)."""
+    assert face.landmarks is not None, "aligned crops need a detector with landmarks"
+    (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+    angle = np.degrees(np.arctan2(ry - ly, rx - lx))
+    scale = framing.eye_distance * size / max(np.hypot(rx - lx, ry - ly), 1e-6)
+    m = cv2.getRotationMatrix2D(((lx + rx) / 2, (ly + ry) / 2), angle, scale)
+    m[:, 2] += (framing.eye_x * size - (lx + rx) / 2, framing.eye_y * size - (ly + ry) / 2)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(
+        gray, m, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def cut(
+    gray: np.ndarray, face: Face, margin: float, size: int, framing: Framing | None = None
+) -> np.ndarray:
+    """The crop a model sees: aligned by the eyes where a framing is given and the detector
+    found landmarks, else the box squared, grown by `margin` and resized."""
+    if framing is not None and face.landmarks is not None:
+        return aligned(gray, face, size, framing)
+    return crop(gray, expand_box(face.box, margin, gray.shape), size)

@@ -1,10 +1,10 @@
 """Where the faces are on a camera, down to small, far ones, at camera speed.
 
-One Haar pass over a whole frame at a resolution fine enough for a 48 px face costs tens of
+One detector pass over a whole frame at a resolution fine enough for a 48 px face costs tens of
 milliseconds at 640×480 and far more at 1920×1080, too much for every frame. So the watcher
 sweeps the whole frame on a schedule (every `full_every` frames, and whenever nothing is being
 tracked), at the scale where a face of `min_face` pixels (at the source's own resolution) meets
-the cascade's `min_size`; in between it looks only in the regions around the faces it tracks
+the detector's `min_size`; in between it looks only in the regions around the faces it tracks
 (grown by `roi_margin` of their side), each scaled so the face is about `roi_face` pixels. A new
 face is found at the next sweep, at most `full_every - 1` frames late. The benchmark
 (benchmarks/bench_watch.py) chose these settings by detection rate and frames/s.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emowatch.inference.faces import Box, Face, HaarDetector, iou
+from emowatch.inference.faces import Box, Detector, Face, iou
 
 
 @dataclass
@@ -32,9 +32,9 @@ class FinderSettings:
 class FaceFinder:
     """Whole-frame sweeps on a schedule, regions around tracked faces in between."""
 
-    def __init__(self, detector: HaarDetector, settings: FinderSettings) -> None:
+    def __init__(self, detector: Detector, settings: FinderSettings) -> None:
         self.settings = settings
-        self.detector = copy.copy(detector)  # the same cascade; the scale is set per call
+        self.detector = copy.copy(detector)  # the same detector; the scale is set per call
         self.min_size = detector.min_size
         self.sweeps = 0
 
@@ -44,7 +44,7 @@ class FaceFinder:
         return self.detector(gray)
 
     def sweep(self, gray: np.ndarray) -> list[Face]:
-        """The whole frame at the scale where a `min_face` face meets the cascade's minimum."""
+        """The whole frame at the scale where a `min_face` face meets the detector's minimum."""
         self.sweeps += 1
         return self._detect(gray, self.min_size / self.settings.min_face)
 

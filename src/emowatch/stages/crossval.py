@@ -30,7 +30,7 @@ from emowatch.data.splits import SplitArrays, load_dataset
 from emowatch.errors import DataError
 from emowatch.evaluation import deployed, people_cv
 from emowatch.files import file_hash, fingerprint, write_json
-from emowatch.inference.face_classifier import FaceClassifier, spec_of
+from emowatch.inference.face_classifier import FaceClassifier, align_of, spec_of
 from emowatch.layout import Layout
 from emowatch.stages import no_photos, train
 from emowatch.tracking.runs import stage_run
@@ -95,6 +95,7 @@ def recipe(cfg: DictConfig, model: str, root: Path | None) -> Recipe:
         mcfg, batch_size, tcfg[DATASET], tcfg.monitor, scheduler_config(cfg, mcfg), cfg.trainer,
         cfg.seed, files, options(cfg.evaluate), cfg.deploy.crop_margin, cfg.detector,
         cfg.deploy.watch.detect,
+        *filter(None, [align_of(cfg.deploy.get("align"))]),  # only when on: old folds stay
     )  # fmt: skip
     augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
     return Recipe(model, mcfg, batch_size, source, augment, key)
@@ -150,6 +151,7 @@ def camera_path(
                     cfg.detector,
                     clahe,
                     cfg.deploy.watch.detect,
+                    align_of(cfg.deploy.get("align")),
                 ),
             )
             for tta in tta_options

@@ -37,7 +37,7 @@ from emowatch.data.splits import load_dataset, val_groups
 from emowatch.errors import DataError
 from emowatch.evaluation import crossfit, deployed, explain, people_cv
 from emowatch.files import read_json, write_json
-from emowatch.inference.face_classifier import FaceClassifier, spec_of
+from emowatch.inference.face_classifier import FaceClassifier, align_of, spec_of
 from emowatch.inference.loading import load_trained
 from emowatch.inference.predict import choose_tta, predict
 from emowatch.inference.threshold import angry_scores, choose_threshold, predict_with_threshold
@@ -229,6 +229,7 @@ def camera_path_metrics(
             cfg.detector,
             clahe,
             cfg.deploy.watch.detect,
+            align_of(cfg.deploy.get("align")),
         )
         scored[clahe] = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
     if ecfg.clahe == "auto":
@@ -301,8 +302,9 @@ def people_evidence(
             "no threshold can be fitted: check the crop report's misses and add angry photos"
         )
     spec = spec_of(
-        info, threshold, tta, cfg.deploy.crop_margin, cfg.detector, chosen, cfg.deploy.watch.detect
-    )
+        info, threshold, tta, cfg.deploy.crop_margin, cfg.detector, chosen, cfg.deploy.watch.detect,
+        align_of(cfg.deploy.get("align")),
+    )  # fmt: skip
     _, tested = deployed.score(cfg, FaceClassifier(net, spec), [], root, (deployed.REPORT,))
     deployed.write_records(
         records + [r | {"fold": None} for r in tested], out / "deployed_predictions.csv"

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from emowatch.deploy import pyfunc
 from emowatch.files import file_hash, write_json
-from emowatch.inference.face_classifier import spec_of
+from emowatch.inference.face_classifier import align_of, spec_of
 from emowatch.layout import Layout
 from emowatch.stages import no_photos
 from emowatch.tracking import production, registry
@@ -55,6 +55,7 @@ def candidates(cfg: DictConfig, dataset: str, root: Path | None = None) -> list[
                     detector=cfg.detector,
                     clahe=metrics["deployed"].get("clahe", {}).get("chosen", False),
                     finder=cfg.deploy.watch.detect,
+                    align=align_of(cfg.deploy.get("align")),
                 ),
                 "weights_md5": file_hash(info_path.parent / "model.ckpt"),
                 "train_run": info["mlflow_run_id"],

@@ -205,6 +205,49 @@ def data_lines(cfg: DictConfig, root: Path | None) -> list[str]:
     ]
 
 
+def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
+    """Each champion's camera path under a camera's conditions, per detector (`robustness`)."""
+    r = read_json(resolve_path(cfg.robustness.path, root))
+    if r is None:
+        return []
+    tol = float(cfg.robustness.recall_tolerance)
+    lines = [
+        "## Under a camera's conditions (robustness)",
+        "",
+        "Each champion as served (its threshold, TTA, CLAHE, finder) on its deciding people's "
+        "photos, changed as a camera changes them, faces found by each detector. Cells: faces "
+        "found / accuracy / angry caught / precision; ✗ where angry recall falls more than "
+        f"{tol:.2f} below the plain photos'.",
+        "",
+    ]
+    for dataset in ("fer2013", "photos"):
+        d = r.get(dataset) or {}
+        if "table" not in d:
+            lines += [f"{dataset}: not scored ({d.get('skipped', 'no report')}).", ""]
+            continue
+        dets = list(d["table"])
+        lines += [
+            f"{dataset} champion `{d['model']}`: {d['photos']} photos of {len(d['people'])} "
+            f"people ({', '.join(d['splits'])} splits).",
+            "",
+            "| condition | " + " | ".join(dets) + " |",
+            "|---" * (len(dets) + 1) + "|",
+        ]
+        for condition in d["table"][dets[0]]:
+            cells = []
+            for det in dets:
+                f = d["table"][det][condition]
+                mark = "" if f["holds"] else " ✗"
+                cells.append(
+                    f"{f['face_rate']:.0%} / {f['accuracy']:.2f} / {f['angry_caught']} of "
+                    f"{f['n_angry']}{mark} / {f['precision_angry']:.2f}"
+                )
+            what = r["conditions"].get(condition, "the photos as they are")
+            lines.append(f"| {condition} ({what}) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def render(cfg: DictConfig, root: Path | None = None) -> str:
     """The whole results page as Markdown."""
     lines = [
@@ -225,7 +268,7 @@ def render(cfg: DictConfig, root: Path | None = None) -> str:
     ]
     for dataset in cfg.registry.candidates:
         lines += dataset_section(cfg, dataset, root)
-    return "\n".join(lines + data_lines(cfg, root))
+    return "\n".join(lines + robustness_lines(cfg, root) + data_lines(cfg, root))
 
 
 def main(cfg: DictConfig, root: Path | None = None) -> str:

@@ -1,0 +1,145 @@
+"""DVC stage `robustness` and `emowatch robustness`: each champion under a camera's conditions.
+
+The camera path of every registered champion (its own threshold, TTA, CLAHE and finder, as
+served) on the deciding people's photos, changed by each condition of
+`evaluation.conditions` (light, blur, noise, JPEG, tilt, a covered face, a small face in a
+whole frame), with each face detector of `robustness.detectors` (and, for one that finds
+landmarks, with eye-aligned crops framed as `deploy.align` says): faces found (the largest face
+on the true one, IoU ≥ 0.3), 7-class accuracy, angry recall and precision, and whether angry
+recall stays within `robustness.recall_tolerance` of the plain photos. The deciding people are
+`evaluate.deployed.decide_splits` of the champion's dataset (FER2013: every non-test person,
+none of whom it trained on; photos: the val people, who stopped its training but were never
+trained on); the test people decide nothing and are not scored here. On the results page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from emowatch import config
+from emowatch.config import resolve_path
+from emowatch.data import photos
+from emowatch.data.images import load_gray
+from emowatch.evaluation import conditions, deployed
+from emowatch.files import read_json, write_json
+from emowatch.inference import faces
+from emowatch.inference.face_classifier import FaceClassifier, align_of
+from emowatch.layout import Layout
+from emowatch.tracking.runs import stage_run, tracking_uri
+
+STAGE = "robustness"
+DATASETS = ("fer2013", "photos")
+Sample = tuple[deployed.Photo, np.ndarray, faces.Box]
+
+
+def with_true_faces(photo_root: Path, items: list[deployed.Photo]) -> tuple[list[Sample], int]:
+    """The photos with their true face box (the Haar cascade's at full resolution on the plain
+    photo), and how many had none (left out, and counted)."""
+    reference = faces.HaarDetector(max_side=None)
+    out: list[Sample] = []
+    for p in items:
+        gray = load_gray(photo_root / p.file).gray
+        face = faces.largest(reference(gray)) if gray is not None else None
+        if face is not None:
+            out.append((p, gray, face.box))
+    return out, len(items) - len(out)
+
+
+def under(classifier: FaceClassifier, samples: list[Sample], condition: str, seed: int) -> dict:
+    """The camera path's figures on the samples under `condition`: a photo whose largest face
+    is not on the true one counts as not found, wrong, and (if angry) missed."""
+    records = []
+    for i, (p, gray, box) in enumerate(samples):
+        image, true_box = conditions.apply(condition, gray, box, seed + i)
+        image = classifier.prepare(image)
+        face = faces.largest(classifier.detect(image))
+        hit = face is not None and faces.iou(face.box, true_box) >= 0.3
+        pred = classifier.classify(image, [face])[0] if hit else None
+        records.append({"label": p.label, "predicted": pred.emotion if pred else None})
+    return deployed.figures(records)
+
+
+def ways(classifier: FaceClassifier, cfg: DictConfig) -> dict[str, FaceClassifier]:
+    """The model with each detector of `robustness.detectors` (crops by the grown box), and
+    with eye-aligned crops (`deploy.align`'s framing) for a detector that finds landmarks."""
+    framing = align_of(OmegaConf.merge(cfg.deploy.align, {"enabled": True}))
+    out = {}
+    for name in cfg.robustness.detectors:
+        detector = config.compose([f"detector={name}"]).detector
+        out[name] = classifier.with_spec(detector=detector, align=None)
+        if faces.DETECTORS[name].landmarks and cfg.robustness.aligned:
+            out[f"{name} aligned"] = classifier.with_spec(detector=detector, align=framing)
+    return out
+
+
+def suite(
+    classifier: FaceClassifier, samples: list[Sample], cfg: DictConfig
+) -> dict[str, dict[str, dict]]:
+    """{way of finding and cutting faces: {condition: figures}}, each condition's `holds`:
+    angry recall within the tolerance of the same way's plain photos."""
+    rcfg, seed = cfg.robustness, int(cfg.seed)
+    table: dict[str, dict[str, dict]] = {}
+    for name, model in ways(classifier, cfg).items():
+        rows = {c: under(model, samples, c, seed) for c in ["plain", *rcfg.conditions]}
+        plain = rows["plain"]["recall_angry"]
+        for row in rows.values():
+            row["holds"] = row["recall_angry"] >= plain - float(rcfg.recall_tolerance)
+        table[name] = rows
+    return table
+
+
+def champion(cfg: DictConfig, dataset: str, root: Path | None) -> str | None:
+    """The champion's version after this run's promotion (None: no champion, or skipped)."""
+    report = read_json(Layout(cfg, root).promotion_report(dataset))
+    after = report.get("champion_after")
+    return None if report.get("skipped") or after is None else str(after)
+
+
+def main(cfg: DictConfig, root: Path | None = None) -> dict:
+    """Score each champion under every condition with every detector; write the report."""
+    from emowatch.deploy import pyfunc
+
+    rcfg = cfg.robustness
+    mlflow.set_tracking_uri(tracking_uri(cfg, root))
+    photo_root = resolve_path(cfg.data.photos.root, root)
+    no_photos = photos.no_photos(Layout(cfg, root).photo_splits)
+    out: dict[str, dict] = {"conditions": {c: conditions.describe(c) for c in rcfg.conditions}}
+    with stage_run(cfg, STAGE, root=root):
+        for dataset in DATASETS:
+            version = champion(cfg, dataset, root)
+            if no_photos or version is None:
+                out[dataset] = {"skipped": no_photos or "no champion"}
+                continue
+            uri = f"models:/{cfg.registry.names[dataset]}/{version}"
+            classifier = pyfunc.load_classifier(uri)
+            splits = list(cfg.evaluate.deployed.decide_splits[dataset])
+            items = deployed.photo_set(cfg, classifier.classes, splits, root)
+            samples, no_face = with_true_faces(
+                photo_root, [p for p in items if p.part == deployed.DECIDE]
+            )
+            out[dataset] = {
+                "model": uri,
+                "people": sorted({p.person for p, _, _ in samples}),
+                "photos": len(samples),
+                "no_true_face": no_face,
+                "splits": splits,
+                "table": suite(classifier, samples, cfg),
+            }
+            for det, rows in out[dataset]["table"].items():
+                mlflow.log_metrics(
+                    {
+                        f"{dataset}/{det}/{c}/recall_angry": r["recall_angry"]
+                        for c, r in rows.items()
+                    }
+                )
+        path = write_json(resolve_path(rcfg.path, root), out)
+        mlflow.log_artifact(str(path))
+    for dataset in DATASETS:
+        d = out[dataset]
+        said = d.get("skipped") or f"{d['photos']} photos of {len(d['people'])} people"
+        print(f"robustness {dataset}: {said}")
+    return out

@@ -69,7 +69,7 @@ def test_the_champion_is_scored_under_every_condition_with_every_detector(make_c
     page = "\n".join(report.robustness_lines(cfg, None))
     assert f"fer2013 champion `{uri}`: 12 photos of 3 people" in page
     assert "| condition | haar | yunet | yunet aligned |" in page
-    assert "| tilt (head tilted 20°) |" in page
+    assert "| tilt: head tilted 20° |" in page
     assert "photos: not scored (no champion)" in page
 
 
@@ -112,5 +112,5 @@ def test_a_failing_condition_is_marked_on_the_page(make_cfg):
         },
     )
     lines = report.robustness_lines(cfg, None)
-    assert "| plain (the photos as they are) | 100% / 0.50 / 3 of 4 / 0.50 |" in lines
-    assert "| dim (gamma 2.5 (shadows crushed)) | 100% / 0.50 / 1 of 4 ✗ / 0.50 |" in lines
+    assert "| plain: the photos as they are | 100% / 0.50 / 3 of 4 / 0.50 |" in lines
+    assert "| dim: gamma 2.5 (shadows crushed) | 100% / 0.50 / 1 of 4 ✗ / 0.50 |" in lines

@@ -243,7 +243,7 @@ def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
                     f"{f['n_angry']}{mark} / {f['precision_angry']:.2f}"
                 )
             what = r["conditions"].get(condition, "the photos as they are")
-            lines.append(f"| {condition} ({what}) | " + " | ".join(cells) + " |")
+            lines.append(f"| {condition}: {what} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 

@@ -91,6 +91,13 @@ def test_the_test_people_decide_nothing_here(make_cfg, tmp_path):
     assert robustness.main(cfg) == before
 
 
+def test_thinning_keeps_every_class_and_at_most_the_asked_number():
+    samples = [(c, i) for c in "abcd" for i in range(10)]
+    assert robustness.thinned(samples, None) == samples
+    kept = robustness.thinned(samples, 8)
+    assert len(kept) <= 8 and {c for c, _ in kept} == set("abcd")
+
+
 def test_a_failing_condition_is_marked_on_the_page(make_cfg):
     cfg = make_cfg()
     row = {"face_rate": 1.0, "accuracy": 0.5, "angry_caught": 3, "n_angry": 4}

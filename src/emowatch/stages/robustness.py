@@ -49,6 +49,14 @@ def with_true_faces(photo_root: Path, items: list[deployed.Photo]) -> tuple[list
     return out, len(items) - len(out)
 
 
+def thinned(samples: list[Sample], most: int | None) -> list[Sample]:
+    """At most `most` of the samples, evenly spaced in their order (classes, then people), so
+    every class keeps its share; all of them when `most` is None."""
+    if not most or len(samples) <= most:
+        return samples
+    return samples[:: -(-len(samples) // int(most))]
+
+
 def under(classifier: FaceClassifier, samples: list[Sample], condition: str, seed: int) -> dict:
     """The camera path's figures on the samples under `condition`: a photo whose largest face
     is not on the true one counts as not found, wrong, and (if angry) missed."""
@@ -121,6 +129,7 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
             samples, no_face = with_true_faces(
                 photo_root, [p for p in items if p.part == deployed.DECIDE]
             )
+            samples = thinned(samples, rcfg.get("max_photos"))
             out[dataset] = {
                 "model": uri,
                 "people": sorted({p.person for p, _, _ in samples}),

@@ -37,7 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", module="albumentations")
     root = config.find_root()
-    cfg = config.compose(["deploy.watch.stats_log=null"])
+    cfg = config.compose(
+        ["deploy.watch.stats_log=null", f"robustness.detectors=[{','.join(args.detectors)}]"]
+    )
     model = args.model or f"models:/{cfg.registry.names.fer2013}@champion"
     base = site_model.load(cfg, model, root=root)
     photo_root = resolve_path(cfg.data.photos.root, root)
@@ -56,9 +58,7 @@ def main() -> None:
     print("| condition | what | detector | faces found | accuracy | angry recall | precision |")
     print("|---|---|---|---|---|---|---|")
     speed = {}
-    models = robustness.ways(
-        base, config.compose([f"robustness.detectors=[{','.join(args.detectors)}]"])
-    )
+    models = robustness.ways(base, *robustness.scored(cfg))
     for condition in args.conditions:
         for name, classifier in models.items():
             start = time.perf_counter()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from emowatch.inference.faces import Box, HaarDetector, largest
+from emowatch.evaluation.conditions import reference_box
+from emowatch.inference.faces import Box
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class Portrait:
 
 
 def portrait(gray: np.ndarray) -> Portrait:
-    """The photo with its largest face, found at full resolution."""
-    face = largest(HaarDetector(max_side=None)(gray))
-    if face is None:
+    """The photo with its true face box (`conditions.reference_box`)."""
+    box = reference_box(gray)
+    if box is None:
         raise ValueError("no face in this photo")
-    return Portrait(gray, face.box)
+    return Portrait(gray, box)
 
 
 def scaled(p: Portrait, face_side: int) -> Portrait:

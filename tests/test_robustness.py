@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pytest
 import torch
 
 from emowatch.deploy import pyfunc
@@ -121,3 +122,13 @@ def test_a_failing_condition_is_marked_on_the_page(make_cfg):
     lines = report.robustness_lines(cfg, None)
     assert "| plain: the photos as they are | 100% / 0.50 / 3 of 4 / 0.50 |" in lines
     assert "| dim: gamma 2.5 (shadows crushed) | 100% / 0.50 / 1 of 4 ✗ / 0.50 |" in lines
+
+
+def test_the_detectors_scored_are_those_named_with_their_settings_from_params(make_cfg):
+    cfg = make_cfg("robustness.detectors=[yunet]", "robustness.aligned=false")
+    detectors, framing = robustness.scored(cfg)
+    assert list(detectors) == ["yunet"] and framing is None
+    assert detectors["yunet"] == cfg.robustness.settings.yunet  # from params, not from conf/
+    cfg = make_cfg("robustness.detectors=[haar,mtcnn]")
+    with pytest.raises(ValueError, match=r"\['mtcnn'\].*it has: haar, yunet"):
+        robustness.scored(cfg)

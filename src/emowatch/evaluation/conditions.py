@@ -16,7 +16,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from emowatch.inference.faces import Box
+from emowatch.inference.faces import Box, HaarDetector, largest
 
 # name -> (what it is, the albumentations transform at its fixed strength)
 STRENGTH: dict[str, tuple[str, Callable[[], A.BasicTransform]]] = {
@@ -35,6 +35,13 @@ SMALL_FACE = 48  # face side in the frame's pixels for the FRAMES conditions
 COVER = 0.4  # the covered condition hides the lower share of the face box (a hand, a scarf)
 FAR_SIDE = 0.3  # side_light: the brightness left on the face's far side
 CONDITIONS = ("plain", "dim", "side_light", *list(STRENGTH)[1:], "covered", *FRAMES)
+
+
+def reference_box(gray: np.ndarray) -> Box | None:
+    """The photo's true face box, as every condition and scene takes it: the largest face the
+    Haar cascade finds at full resolution (None: no face)."""
+    face = largest(HaarDetector(max_side=None)(gray))
+    return face.box if face is not None else None
 
 
 def describe(name: str) -> str:

@@ -70,14 +70,21 @@ def photo_set(
     return out
 
 
+def face_in(classifier: FaceClassifier, gray: np.ndarray) -> tuple[np.ndarray, faces.Face | None]:
+    """An image as the camera path sees it: (the prepared image, its largest face or None)."""
+    prepared = classifier.prepare(gray)
+    return prepared, faces.largest(classifier.detect(prepared))
+
+
 def find_face(
     classifier: FaceClassifier, photo_root: Path, photo: Photo
 ) -> tuple[np.ndarray | None, faces.Face | None, str]:
-    """A photo as the camera path sees it: (the prepared grayscale image, its largest face, the
-    photo's status: ok, no_face, or why it could not be read)."""
+    """A photo file as the camera path sees it: (the prepared grayscale image, its largest face,
+    the photo's status: ok, no_face, or why it could not be read)."""
     loaded = load_gray(photo_root / photo.file)
-    gray = classifier.prepare(loaded.gray) if loaded.gray is not None else None
-    face = faces.largest(classifier.detect(gray)) if gray is not None else None
+    if loaded.gray is None:
+        return None, None, loaded.status
+    gray, face = face_in(classifier, loaded.gray)
     return gray, face, loaded.status or ("ok" if face else "no_face")
 
 

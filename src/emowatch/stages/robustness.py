@@ -20,7 +20,6 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from emowatch import config
 from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
@@ -37,15 +36,14 @@ Sample = tuple[deployed.Photo, np.ndarray, faces.Box]
 
 
 def with_true_faces(photo_root: Path, items: list[deployed.Photo]) -> tuple[list[Sample], int]:
-    """The photos with their true face box (the Haar cascade's at full resolution on the plain
-    photo), and how many had none (left out, and counted)."""
-    reference = faces.HaarDetector(max_side=None)
+    """The photos with their true face box (`conditions.reference_box` on the plain photo), and
+    how many had none or could not be read (left out, and counted)."""
     out: list[Sample] = []
     for p in items:
         gray = load_gray(photo_root / p.file).gray
-        face = faces.largest(reference(gray)) if gray is not None else None
-        if face is not None:
-            out.append((p, gray, face.box))
+        box = conditions.reference_box(gray) if gray is not None else None
+        if box is not None:
+            out.append((p, gray, box))
     return out, len(items) - len(out)
 
 
@@ -63,25 +61,39 @@ def under(classifier: FaceClassifier, samples: list[Sample], condition: str, see
     records = []
     for i, (p, gray, box) in enumerate(samples):
         image, true_box = conditions.apply(condition, gray, box, seed + i)
-        image = classifier.prepare(image)
-        face = faces.largest(classifier.detect(image))
+        image, face = deployed.face_in(classifier, image)
         hit = face is not None and faces.iou(face.box, true_box) >= 0.3
         pred = classifier.classify(image, [face])[0] if hit else None
         records.append({"label": p.label, "predicted": pred.emotion if pred else None})
     return deployed.figures(records)
 
 
-def ways(classifier: FaceClassifier, cfg: DictConfig) -> dict[str, FaceClassifier]:
-    """The model with each detector of `robustness.detectors` (crops by the grown box), and
-    with eye-aligned crops (`deploy.align`'s framing) for a detector that finds landmarks."""
-    framing = align_of(OmegaConf.merge(cfg.deploy.align, {"enabled": True}))
+def ways(
+    classifier: FaceClassifier, detectors: dict[str, DictConfig], framing: dict | None
+) -> dict[str, FaceClassifier]:
+    """The model with each of `detectors` ({name: its settings}; crops by the grown box), and,
+    with a detector that finds landmarks, with eye-aligned crops at `framing` (`align_of`'s
+    dict) too."""
     out = {}
-    for name in cfg.robustness.detectors:
-        detector = config.compose([f"detector={name}"]).detector
+    for name, detector in detectors.items():
         out[name] = classifier.with_spec(detector=detector, align=None)
-        if faces.DETECTORS[name].landmarks and cfg.robustness.aligned:
+        if framing is not None and faces.DETECTORS[str(detector.name)].landmarks:
             out[f"{name} aligned"] = classifier.with_spec(detector=detector, align=framing)
     return out
+
+
+def scored(cfg: DictConfig) -> tuple[dict[str, DictConfig], dict | None]:
+    """The detectors `robustness.detectors` names, with their settings from
+    `robustness.settings`, and `deploy.align`'s framing when `robustness.aligned` (else None)."""
+    rcfg = cfg.robustness
+    unknown = sorted(set(rcfg.detectors) - set(rcfg.settings))
+    if unknown:
+        raise ValueError(
+            f"robustness.detectors names {unknown}, which robustness.settings does not have "
+            f"(it has: {', '.join(rcfg.settings)})"
+        )
+    framing = align_of(OmegaConf.merge(cfg.deploy.align, {"enabled": True}))
+    return {n: rcfg.settings[n] for n in rcfg.detectors}, framing if rcfg.aligned else None
 
 
 def suite(
@@ -91,7 +103,7 @@ def suite(
     angry recall within the tolerance of the same way's plain photos."""
     rcfg, seed = cfg.robustness, int(cfg.seed)
     table: dict[str, dict[str, dict]] = {}
-    for name, model in ways(classifier, cfg).items():
+    for name, model in ways(classifier, *scored(cfg)).items():
         rows = {c: under(model, samples, c, seed) for c in ["plain", *rcfg.conditions]}
         plain = rows["plain"]["recall_angry"]
         for row in rows.values():

@@ -23,7 +23,7 @@ from tests.conftest import REPO, astronaut_rgb, good_rows, write_csv
 BIN = Path(sys.executable).parent
 
 
-def emowatch(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def emowatch(project: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", EMOWATCH_ROOT=str(project))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("EMOWATCH_PIPELINE_ID", None)
@@ -210,7 +210,7 @@ def test_retrain_end_to_end_on_the_tiny_profile(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     ran = exp.stdout + exp.stderr  # only what the setting changes re-ran

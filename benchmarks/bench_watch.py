@@ -1,6 +1,6 @@
 """Benchmark: `emowatch watch` on camera scenes, how small a face it finds and how fast it runs.
 
-Scenes are made from the JAFFE photos behind data.dvc (tests.scenes: each photo
+Scenes are made from the JAFFE photos behind data.dvc (emowatch.evaluation.scenes: each photo
 scaled so its face box has the given side in the camera's pixels, drifting a few pixels per
 frame), written as mp4 videos and watched exactly as `emowatch watch` does (decode, find
 faces, classify, track, alert rule; events to a null sink).
@@ -21,7 +21,6 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +32,8 @@ from emowatch import config
 from emowatch.deploy import alerts, cameras, site_model, watch
 from emowatch.deploy.sources import open_source
 from emowatch.deploy.watcher import Watcher
+from emowatch.evaluation import scenes
 from emowatch.inference.faces import iou
-
-# Scenes are test fixtures (tests/scenes.py), made from the real photos.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import scenes
 
 SIZES = (48, 80, 120, 200)
 CAMERAS = {"640x480": (640, 480), "1920x1080": (1920, 1080)}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from emowatch.deploy.tracker import Tracker
+from emowatch.evaluation import scenes
 from emowatch.inference.faces import Face, HaarDetector, iou
 from emowatch.inference.finder import FaceFinder, FinderSettings, merge
-from tests import scenes
 from tests.conftest import DATA, astronaut_rgb
 
 

@@ -173,6 +173,14 @@ def robustness(overrides: Overrides = None, params_file: ParamsOpt = None) -> No
 
 
 @pipeline.command()
+def scenarios(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
+    """Stage `scenarios`: customer visits made from the people's photos, rendered to video and
+    watched with the site's model; angry visits alerted in time and false alarms per
+    camera-hour under each alert rule, the rule chosen on the deciding people (conf/scenarios)."""
+    run_stage("scenarios", params_file, overrides)
+
+
+@pipeline.command()
 def report(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
     """Stage `report`: the results table (val, test, deployed path, the gate's paired
     comparison, data checks) generated from the metrics files into docs/results.md."""

@@ -9,6 +9,7 @@ not again within `cooldown_s` seconds.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from emowatch.inference.faces import Box, iou
@@ -114,3 +115,31 @@ def should_alert(track: Track, angry: bool, now: float, k: int, cooldown_s: floa
         return False
     track.last_alert_time = now
     return True
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Alert when a track is angry in at least k of its last n classified frames, and not again
+    for the same track within cooldown_s seconds."""
+
+    k: int
+    n: int
+    cooldown_s: float
+
+    def __str__(self) -> str:
+        return f"{self.k} of {self.n}, cooldown {self.cooldown_s:g} s"
+
+
+def replay(decisions: Iterable[tuple[float, int, bool]], rule: AlertRule) -> list[int]:
+    """The indices of the decisions (time in s, track id, angry), in time order, at which `rule`
+    raises an alert: `should_alert` on the same faces, as the watcher would run it."""
+    tracks: dict[int, Track] = {}
+    out = []
+    for i, (t, tid, angry) in enumerate(decisions):
+        track = tracks.get(tid)
+        if track is None:
+            track = Track(tid, (0, 0, 0, 0), 0, 0, 0, angry_history=deque(maxlen=rule.n))
+            tracks[tid] = track
+        if should_alert(track, angry, t, rule.k, rule.cooldown_s):
+            out.append(i)
+    return out

@@ -1,4 +1,5 @@
-"""Camera scenes made from real face photos, for the watcher's benchmark and tests.
+"""Camera scenes made from real face photos: for the watcher's benchmark and tests, and the
+customer visits of `evaluation.scenarios`.
 
 A photo is scaled so that its face box (as the Haar cascade finds it at full resolution) has
 the asked side in the scene's pixels, and pasted onto a plain background of the camera's size,
@@ -44,6 +45,14 @@ def scaled(p: Portrait, face_side: int) -> Portrait:
     return Portrait(image, tuple(round(v * s) for v in p.box))  # type: ignore[arg-type]
 
 
+def paste(canvas: np.ndarray, image: np.ndarray, x: int, y: int) -> None:
+    """Draw `image` onto `canvas` with its top left corner at (x, y), cut at the canvas edges."""
+    h, w = canvas.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + image.shape[1]), min(h, y + image.shape[0])
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = image[y0 - y : y1 - y, x0 - x : x1 - x]
+
+
 def frames(
     people: list[Portrait], face_side: int, size: tuple[int, int], n: int, background: int = 100
 ) -> Iterator[tuple[np.ndarray, list[Box]]]:
@@ -60,7 +69,6 @@ def frames(
             dx = int(0.1 * face_side * np.sin(i / 8 + j))
             x = max(0, min(w - pw, j * slot + (slot - pw) // 2 + dx))
             y = max(0, (h - ph) // 2)
-            region = canvas[y : y + ph, x : x + pw]
-            region[...] = p.image[: region.shape[0], : region.shape[1]]
+            paste(canvas, p.image, x, y)
             boxes.append((x + p.box[0], y + p.box[1], p.box[2], p.box[3]))
         yield cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), boxes

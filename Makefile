@@ -80,6 +80,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_watch.py
 	$(BIN)/python benchmarks/bench_watch.py --detector yunet
 	$(BIN)/python benchmarks/bench_robustness.py
+	$(BIN)/python benchmarks/bench_scenarios.py
 	$(BIN)/python benchmarks/bench_train_loop.py
 	$(BIN)/python benchmarks/bench_epoch.py
 	$(BIN)/python benchmarks/bench_startup.py

@@ -57,6 +57,9 @@ def test_a_site_without_photos_runs_on_fer2013_alone(tmp_path):
     page = (project / "docs" / "results.md").read_text()
     assert "## The site's photos (none: this site runs on FER2013 alone)" in page
     assert "Nothing registered or promoted: no photos under data/photos" in page
+    assert read(project, "reports/scenarios/scenarios.json") == {
+        "skipped": "no photos of people: no visits to make"
+    }
     status = subprocess.run([str(BIN / "dvc"), "status", "-q"], cwd=project)
     assert status.returncode == 0  # every output DVC expects was written
 
@@ -91,3 +94,5 @@ def test_a_site_without_person_ids_splits_by_photo(tmp_path):
     assert "skipped" not in read(project, "reports/registry/photos_register.json")
     page = (project / "docs" / "results.md").read_text()
     assert "no person ids: split by photo" in page
+    scenarios = read(project, "reports/scenarios/scenarios.json")
+    assert "the photos carry no person ids" in scenarios["skipped"]

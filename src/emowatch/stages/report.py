@@ -269,14 +269,15 @@ def scenarios_lines(cfg: DictConfig, root: Path | None) -> list[str]:
     if "skipped" in r or "chosen_rule" not in r:
         return [*lines, f"Not measured: {r.get('skipped', 'no deciding people')}.", ""]
     lines += [
-        f"The site's model `{r['model']}` ({r['why']}) watching customer visits made from its "
-        f"people's photos: {s.lanes} people in view at once, faces of {s.face_px[0]} to "
-        f"{s.face_px[1]} px at {s.size[0]}×{s.size[1]}, {s.fps} frames/s, light ×{s.light[0]} "
-        f"to ×{s.light[1]}; {s.angry_share:.0%} of the visits angry for {s.expression_s[0]:g} "
-        f"to {s.expression_s[1]:g} s. In time: alerted within {s.within_s:g} s of the onset. "
-        f"False alarms per camera-hour stated at {s.stated_share:.0%} angry visits. The rule "
-        f"is chosen on the deciding people's visits (most alerted in time with at most "
-        f"{s.max_false_alarms_per_hour:g} false alarm per hour), the test people's are "
+        f"The site's model `{r['model']}` (as `emowatch site-model` picks it) watching customer "
+        f"visits made from its people's photos: {s.lanes} people in view at once, faces of "
+        f"{s.face_px[0]} to {s.face_px[1]} px at {s.size[0]}×{s.size[1]}, {s.fps} frames/s, "
+        f"light ×{s.light[0]} to ×{s.light[1]}; {s.angry_share:.0%} of the visits angry for "
+        f"{s.expression_s[0]:g} to {s.expression_s[1]:g} s. In time: alerted within "
+        f"{s.within_s:g} s of the onset. False alarms per camera-hour stated at "
+        f"{s.stated_share:.0%} angry visits. The rule is chosen on the deciding people's visits "
+        f"(most alerted in time with at most {s.max_false_alarms_per_hour:g} false alarm per "
+        "hour, else the fewest false alarms); the test people's are "
         "reported only.",
         "",
         "| people | rule | alerted in time | alerted | median delay | false alarms (per hour "

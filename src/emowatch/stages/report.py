@@ -160,6 +160,15 @@ def heading(cfg: DictConfig, dataset: str, root: Path | None) -> str:
     return f"## {dataset}"
 
 
+def champion_of(cfg: DictConfig, dataset: str, root: Path | None) -> str | None:
+    """The model whose version is the dataset's champion after this run's promotion."""
+    layout = Layout(cfg, root)
+    register = read_json(layout.register_report(dataset)) or {}
+    promotion = read_json(layout.promotion_report(dataset)) or {}
+    versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
+    return versions.get(str(promotion.get("champion_after")))
+
+
 def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[str]:
     """The table and gate lines of one dataset."""
     layout = Layout(cfg, root)
@@ -167,8 +176,7 @@ def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[st
     promotion = read_json(layout.promotion_report(dataset))
     challenger = register.get("challenger", {}).get("model")
     champion_v = promotion.get("champion_after") if promotion else None
-    versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
-    champion = versions.get(str(champion_v))
+    champion = champion_of(cfg, dataset, root)
     if "skipped" in register:  # a site without photos: nothing trained, scored or registered
         return [heading(cfg, dataset, root), "", *gate_lines(promotion), ""]
     lines = [heading(cfg, dataset, root), "", HEADER]
@@ -295,6 +303,130 @@ def scenarios_lines(cfg: DictConfig, root: Path | None) -> list[str]:
     return [*lines, ""]
 
 
+def verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else "yes" if ok else "no"
+
+
+def goals_lines(cfg: DictConfig, root: Path | None) -> list[str]:
+    """Each goal of `report.goals`, whether it holds, and the figure it rests on."""
+    g, layout = cfg.report.goals, Layout(cfg, root)
+    rows: list[tuple[str, bool | None, str]] = []
+    models = {d: champion_of(cfg, d, root) for d in ("fer2013", "photos")}
+    metrics = {d: read_json(layout.model(d, m).metrics) if m else None for d, m in models.items()}
+    fer, ours = metrics["fer2013"] or {}, metrics["photos"] or {}
+    u = g.unseen_people
+    seen = fer.get("deployed", {}).get("decide")
+    rows.append(
+        (
+            f"FER2013 champion ({models['fer2013']}) on people it never saw, camera path: angry "
+            f"recall ≥ {u.recall_angry} at precision ≥ {u.precision_angry}, accuracy ≥ "
+            f"{u.accuracy}",
+            None
+            if not seen
+            else seen["recall_angry"] >= u.recall_angry
+            and (seen["precision_angry"] or 0) >= u.precision_angry
+            and seen["accuracy"] >= u.accuracy,
+            "–"
+            if not seen
+            else f"{seen['angry_caught']} of {seen['n_angry']} ({fmt(seen['recall_angry'], 2)}) "
+            f"at {fmt(seen['precision_angry'], 2)}, accuracy {fmt(seen['accuracy'], 2)}",
+        )
+    )
+    o, site = g.site_model, ours.get("deployed", {}).get("decide")
+    rows.append(
+        (
+            f"photos champion ({models['photos']}) out of fold: angry recall ≥ {o.recall_angry} "
+            f"at precision ≥ {o.precision_angry}",
+            None
+            if not site
+            else site["recall_angry"] >= o.recall_angry
+            and (site["precision_angry"] or 0) >= o.precision_angry,
+            "–"
+            if not site
+            else f"{fmt(site['recall_angry'], 2)} [{fmt(site.get('recall_angry_low'), 2)}, "
+            f"{fmt(site.get('recall_angry_high'), 2)}] at {fmt(site['precision_angry'], 2)}",
+        )
+    )
+    rows += robustness_goals(cfg, root, "photos" if site else "fer2013")
+    a = g.alerts
+    s = read_json(resolve_path(cfg.scenarios.path, root)) or {}
+    test = s.get("parts", {}).get("test", {}).get("chosen")
+    decide = s.get("parts", {}).get("decide", {}).get("chosen")
+    rows.append(
+        (
+            f"alerts, test people's visits, the chosen rule: ≥ {a.recall_within:.0%} of angry "
+            f"visits alerted within {cfg.scenarios.within_s:g} s at ≤ "
+            f"{a.false_alarms_per_hour:g} false alarm per camera-hour",
+            None
+            if not test
+            else (test["recall_within"] or 0) >= a.recall_within
+            and test["false_alarms_per_hour_stated"] <= a.false_alarms_per_hour,
+            "–"
+            if not test
+            else f"{test['alerted_within']} of {test['angry_visits']} at "
+            f"{test['false_alarms_per_hour_stated']:.1f}/h (deciding people: "
+            f"{decide['alerted_within']} of {decide['angry_visits']} at "
+            f"{decide['false_alarms_per_hour_stated']:.1f}/h)",
+        )
+    )
+    acc = fer.get("accuracy")
+    rows.append(
+        (
+            f"FER2013 champion: PrivateTest accuracy ≥ {g.fer2013_test_accuracy}",
+            None if acc is None else acc >= g.fer2013_test_accuracy,
+            fmt(acc),
+        )
+    )
+    lines = ["## Goals", "", "| goal | holds? | measured |", "|---|---|---|"]
+    lines += [f"| {goal} | {verdict(ok)} | {said} |" for goal, ok, said in rows]
+    return [*lines, ""]
+
+
+def robustness_goals(
+    cfg: DictConfig, root: Path | None, site: str
+) -> list[tuple[str, bool | None, str]]:
+    """The site's model under the goal's conditions, and every champion's 48 px faces found,
+    with the deployed detector (from the robustness report)."""
+    g, det = cfg.report.goals, str(cfg.detector.name)
+    r = read_json(resolve_path(cfg.robustness.path, root)) or {}
+    table = r.get(site, {}).get("table", {}).get(det)
+    said = ", ".join(
+        f"{c} {table[c]['angry_caught']} of {table[c]['n_angry']}"
+        for c in g.conditions
+        if table and c in table
+    )
+    rows: list[tuple[str, bool | None, str]] = [
+        (
+            f"site's model ({site} champion, {det}) under {', '.join(g.conditions)}: angry "
+            f"recall within {cfg.robustness.recall_tolerance} of plain",
+            None
+            if not table or any(c not in table for c in g.conditions)
+            else all(table[c]["holds"] for c in g.conditions),
+            f"{said} (plain {table['plain']['angry_caught']} of {table['plain']['n_angry']})"
+            if table
+            else "–",
+        )
+    ]
+    small = ("small_640x480", "small_1920x1080")
+    found = {
+        d: [r[d]["table"][det][c]["face_rate"] for c in small if c in r[d]["table"].get(det, {})]
+        for d in ("fer2013", "photos")
+        if "table" in r.get(d, {})
+    }
+    measured = all(len(v) == len(small) for v in found.values()) and bool(found)
+    rows.append(
+        (
+            f"every champion ({det}): 48 px faces found in ≥ {g.small_face_rate:.0%} at 640×480 "
+            "and 1920×1080",
+            None
+            if not measured
+            else all(f >= g.small_face_rate for v in found.values() for f in v),
+            "; ".join(f"{d} " + " / ".join(f"{f:.0%}" for f in v) for d, v in found.items()) or "–",
+        )
+    )
+    return rows
+
+
 def render(cfg: DictConfig, root: Path | None = None) -> str:
     """The whole results page as Markdown."""
     lines = [
@@ -316,7 +448,11 @@ def render(cfg: DictConfig, root: Path | None = None) -> str:
     for dataset in cfg.registry.candidates:
         lines += dataset_section(cfg, dataset, root)
     return "\n".join(
-        lines + robustness_lines(cfg, root) + scenarios_lines(cfg, root) + data_lines(cfg, root)
+        lines
+        + goals_lines(cfg, root)
+        + robustness_lines(cfg, root)
+        + scenarios_lines(cfg, root)
+        + data_lines(cfg, root)
     )
 
 

@@ -21,6 +21,7 @@ SHORT = (
     "scenarios.expression_s=[1.5,2.0]",
     "scenarios.face_px=[90,120]",
     "scenarios.rules=[[1,1],[3,5],[9,10]]",
+    "scenarios.means=[1,5]",
     "scenarios.cooldowns_s=[0.0]",
 )
 
@@ -43,22 +44,36 @@ def test_visits_are_watched_and_every_rule_scored(make_cfg, tmp_path):
     assert decide["visits"] == test["visits"] == 4 and decide["angry_visits"] == 2
     for part in (decide, test):
         assert part["replay_matches_watch"] is True  # the replay is the Watcher's own rule
-        rules = {(r["k"], r["n"], r["cooldown_s"]): r["figures"] for r in part["rules"]}
-        assert set(rules) == {(3, 5, 30.0), (1, 1, 0.0), (3, 5, 0.0), (9, 10, 0.0)}
+        rules = {
+            (r["k"], r["n"], r["cooldown_s"], r["smoothing"]): r["figures"] for r in part["rules"]
+        }
+        votes = {(3, 5, 30.0), (1, 1, 0.0), (3, 5, 0.0), (9, 10, 0.0)}
+        means = {(1, 1, 0.0), (5, 5, 0.0)}
+        assert set(rules) == {(*r, "votes") for r in votes} | {(*r, "mean") for r in means}
+        # the threshold is 0: every mean reaches it, so the mean of 1 alerts as 1 of 1 does
+        assert rules[(1, 1, 0.0, "mean")] == rules[(1, 1, 0.0, "votes")]
         # every face angry and no cooldown: 1 of 1 alerts in every frame, so at each onset,
         # and on every calm visit
-        once = rules[(1, 1, 0.0)]
+        once = rules[(1, 1, 0.0, "votes")]
         assert once["alerted_within"] == 2 and once["median_delay_s"] <= 0.25
         assert once["false_alarm_kinds"]["calm"] >= 2
     assert out["chosen_rule"]["rule"] == str(
         scenarios.chosen(
-            {AlertRule(r["k"], r["n"], r["cooldown_s"]): r["figures"] for r in decide["rules"]},
+            {
+                AlertRule(r["k"], r["n"], r["cooldown_s"], r["smoothing"]): r["figures"]
+                for r in decide["rules"]
+            },
             cfg.scenarios.max_false_alarms_per_hour,
         )
     )
     page = "\n".join(report.scenarios_lines(cfg, None))
     assert "| decide: 3 people, 4 visits" in page and "| test: 1 people, 4 visits" in page
     assert f"chosen: {out['chosen_rule']['rule']} |" in page
+    assert set(out["best_rule"]) == {"votes", "mean"}
+    for how, rule in out["best_rule"].items():  # the best of each smoothing, on the page
+        assert rule["smoothing"] == how
+        if rule["rule"] not in (out["chosen_rule"]["rule"], out["deployed_rule"]["rule"]):
+            assert f"{rule['rule']} |" in page
 
 
 def test_the_test_people_decide_nothing_here(make_cfg, tmp_path):

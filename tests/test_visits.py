@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-from collections import deque
 
 import numpy as np
 import pytest
@@ -120,18 +119,38 @@ def test_alerts_are_scored_as_the_business_sees_them():
 
 def test_replay_raises_the_alerts_the_watcher_rule_raises():
     rng = np.random.default_rng(0)
-    decisions = [(i / 10, int(rng.integers(1, 4)), bool(rng.random() < 0.6)) for i in range(300)]
-    rule = AlertRule(3, 5, 2.0)
-    tracks: dict[int, Track] = {}
-    expected = []
-    for i, (t, tid, angry) in enumerate(decisions):
-        new = Track(tid, (0, 0, 1, 1), 0, 0, 0, angry_history=deque(maxlen=5))
-        track = tracks.setdefault(tid, new)
-        if should_alert(track, angry, t, rule.k, rule.cooldown_s):
-            expected.append(i)
-    assert replay(decisions, rule) == expected and expected
-    assert len(replay(decisions, AlertRule(1, 1, 0.0))) == sum(a for _, _, a in decisions)
-    assert replay(decisions, AlertRule(6, 5, 0.0)) == []  # k above n: never
+    decisions = []
+    for i in range(300):
+        p = float(rng.random())
+        decisions.append((i / 10, int(rng.integers(1, 4)), p >= 0.4, p))
+    for rule in (AlertRule(3, 5, 2.0), AlertRule(5, 5, 2.0, "mean")):
+        tracks: dict[int, Track] = {}
+        expected = []
+        for i, (t, tid, angry, p) in enumerate(decisions):
+            track = tracks.setdefault(tid, Track(tid, (0, 0, 1, 1), 0, 0, 0))
+            if should_alert(track, angry, p, t, rule, 0.4):
+                expected.append(i)
+        assert replay(decisions, rule, 0.4) == expected and expected
+    assert len(replay(decisions, AlertRule(1, 1, 0.0), 0.4)) == sum(d[2] for d in decisions)
+    assert replay(decisions, AlertRule(6, 5, 0.0), 0.4) == []  # k above n: never
+    assert replay(decisions, AlertRule(1, 1, 0.0, "mean"), 0.4) == replay(
+        decisions, AlertRule(1, 1, 0.0), 0.4
+    )  # the mean of one frame is that frame's decision
+
+
+def test_votes_count_frames_at_the_threshold_and_the_mean_weighs_them():
+    """Three frames just over the threshold among low ones: 3 of 5 votes alert, their mean
+    stays low. Frames just under it with one clear one: no 3 votes, but the mean reaches it."""
+    threshold = 0.5
+    just_over = [0.1, 0.55, 0.1, 0.55, 0.55]  # mean 0.37
+    just_under = [0.48, 0.49, 0.9, 0.48, 0.49]  # mean 0.568
+    for ps, votes, mean in ((just_over, [4], []), (just_under, [], [4])):
+        decisions = [(float(i), 1, p >= threshold, p) for i, p in enumerate(ps)]
+        assert replay(decisions, AlertRule(3, 5, 60.0), threshold) == votes
+        assert replay(decisions, AlertRule(5, 5, 60.0, "mean"), threshold) == mean
+        assert replay(decisions, AlertRule(6, 6, 60.0, "mean"), threshold) == []  # never full
+    with pytest.raises(ValueError, match="one of votes, mean"):
+        AlertRule(3, 5, 30.0, "median")
 
 
 def test_iou_of_true_boxes_tells_lanes_apart():

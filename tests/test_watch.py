@@ -18,7 +18,7 @@ from emowatch.config import resolve_path
 from emowatch.deploy import site_model, sources, watch
 from emowatch.deploy.retention import DailyLog
 from emowatch.deploy.sources import SourceError
-from emowatch.deploy.tracker import Tracker, should_alert
+from emowatch.deploy.tracker import AlertRule, Tracker, should_alert
 from emowatch.inference.faces import iou
 from emowatch.layout import Layout
 from emowatch.stages import train
@@ -83,13 +83,14 @@ def test_iou_and_tracks_follow_a_moving_face():
 def test_alert_needs_k_of_n_angry_frames_and_respects_the_cooldown():
     tracker = Tracker(n=5)
     (track,), _, _ = tracker.update([(0, 0, 10, 10)], 0)
+    rule = AlertRule(3, 5, 10.0)
     decisions = [
-        should_alert(track, angry, now=float(t), k=3, cooldown_s=10)
+        should_alert(track, angry, float(angry), float(t), rule, 0.5)
         for t, angry in enumerate([True, False, True, False, True, True, True])
     ]
     assert decisions == [False, False, False, False, True, False, False]
     for t in (20.0, 21.0):  # after the cooldown, angry still: one more alert
-        assert should_alert(track, True, now=t, k=3, cooldown_s=10) is (t == 20.0)
+        assert should_alert(track, True, 1.0, t, rule, 0.5) is (t == 20.0)
 
 
 def test_watch_a_video_prints_events_and_one_debounced_alert(trained, tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 A detection continues the track whose last box overlaps it most (IoU ≥ a threshold, greedy by
 overlap); unmatched detections start tracks; a track not seen for `max_missing` frames ends.
-A track raises an alert when it was angry in at least k of its last n classified frames, and
-not again within `cooldown_s` seconds.
+A track raises an alert by its `AlertRule`: angry in at least k of its last n classified frames
+(`votes`), or its P(angry) averaged over its last n classified frames at the model's threshold
+(`mean`); and not again within `cooldown_s` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Track:
     emotion: str | None = None
     p_angry: float = 0.0
     angry_history: deque[bool] = field(default_factory=deque)
+    p_history: deque[float] = field(default_factory=deque)
     emotion_history: deque[str] = field(default_factory=deque)
     last_alert_time: float | None = None
     missing: int = 0
@@ -71,6 +73,7 @@ class Tracker:
                     frame,
                     1,
                     angry_history=deque(maxlen=self.n),
+                    p_history=deque(maxlen=self.n),
                     emotion_history=deque(maxlen=self.n),
                 )
                 self._next_id += 1
@@ -105,41 +108,73 @@ def smoothed_emotion(track: Track, emotion: str) -> str:
     return next(e for e in reversed(track.emotion_history) if counts[e] == best)
 
 
-def should_alert(track: Track, angry: bool, now: float, k: int, cooldown_s: float) -> bool:
-    """Record this frame's decision; True when the track is angry in ≥ k of its last n frames
-    and out of its cooldown (the alert time is then recorded)."""
+SMOOTHINGS = ("votes", "mean")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """When a track alerts. `votes`: angry (P(angry) at the model's threshold) in at least k of
+    its last n classified frames. `mean`: the mean P(angry) of its last n classified frames
+    reaches the threshold, once it has at least k of them. Either way not again for the same
+    track within cooldown_s seconds."""
+
+    k: int
+    n: int
+    cooldown_s: float
+    smoothing: str = "votes"
+
+    def __post_init__(self) -> None:
+        if self.smoothing not in SMOOTHINGS:
+            raise ValueError(f"alert smoothing {self.smoothing!r}: one of {', '.join(SMOOTHINGS)}")
+        if self.n < 1:
+            raise ValueError(f"alert rule: n must be at least 1, not {self.n}")
+
+    def holds(self, track: Track, threshold: float) -> bool:
+        """Whether the track's recent frames call for an alert (the cooldown aside)."""
+        if self.smoothing == "mean":
+            seen = list(track.p_history)[-self.n :]
+            return len(seen) >= self.k and sum(seen) / len(seen) >= threshold
+        return sum(list(track.angry_history)[-self.n :]) >= self.k
+
+    def __str__(self) -> str:
+        if self.smoothing == "mean":
+            return f"mean P(angry) of {self.n}, cooldown {self.cooldown_s:g} s"
+        return f"{self.k} of {self.n}, cooldown {self.cooldown_s:g} s"
+
+
+def rule_of(acfg) -> AlertRule:
+    """The rule of a `deploy.watch.alerts` config."""
+    return AlertRule(int(acfg.k), int(acfg.n), float(acfg.cooldown_s), str(acfg.smoothing))
+
+
+def should_alert(
+    track: Track, angry: bool, p_angry: float, now: float, rule: AlertRule, threshold: float
+) -> bool:
+    """Record this frame's decision and P(angry); True when `rule` holds for the track and it is
+    out of its cooldown (the alert time is then recorded)."""
     track.angry_history.append(angry)
-    if sum(track.angry_history) < k:
+    track.p_history.append(p_angry)
+    if not rule.holds(track, threshold):
         return False
-    if track.last_alert_time is not None and now - track.last_alert_time < cooldown_s:
+    if track.last_alert_time is not None and now - track.last_alert_time < rule.cooldown_s:
         return False
     track.last_alert_time = now
     return True
 
 
-@dataclass(frozen=True)
-class AlertRule:
-    """Alert when a track is angry in at least k of its last n classified frames, and not again
-    for the same track within cooldown_s seconds."""
-
-    k: int
-    n: int
-    cooldown_s: float
-
-    def __str__(self) -> str:
-        return f"{self.k} of {self.n}, cooldown {self.cooldown_s:g} s"
-
-
-def replay(decisions: Iterable[tuple[float, int, bool]], rule: AlertRule) -> list[int]:
-    """The indices of the decisions (time in s, track id, angry), in time order, at which `rule`
-    raises an alert: `should_alert` on the same faces, as the watcher would run it."""
+def replay(
+    decisions: Iterable[tuple[float, int, bool, float]], rule: AlertRule, threshold: float
+) -> list[int]:
+    """The indices of the decisions (time in s, track id, angry, P(angry)), in time order, at
+    which `rule` raises an alert: `should_alert` on the same faces, as the watcher would run
+    it."""
     tracks: dict[int, Track] = {}
     out = []
-    for i, (t, tid, angry) in enumerate(decisions):
+    for i, (t, tid, angry, p_angry) in enumerate(decisions):
         track = tracks.get(tid)
         if track is None:
-            track = Track(tid, (0, 0, 0, 0), 0, 0, 0, angry_history=deque(maxlen=rule.n))
+            track = Track(tid, (0, 0, 0, 0), 0, 0, 0)
             tracks[tid] = track
-        if should_alert(track, angry, t, rule.k, rule.cooldown_s):
+        if should_alert(track, angry, p_angry, t, rule, threshold):
             out.append(i)
     return out

@@ -26,7 +26,7 @@ from emowatch.deploy import feedback
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
-from emowatch.deploy.tracker import Track, Tracker, should_alert, smoothed_emotion
+from emowatch.deploy.tracker import Track, Tracker, rule_of, should_alert, smoothed_emotion
 from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.inference.finder import FaceFinder, FinderSettings
@@ -129,6 +129,7 @@ class Watcher:
     ) -> None:
         self.classifier, self.wcfg, self.events = classifier, wcfg, events
         self.alert_sinks = alert_sinks
+        self.rule = rule_of(wcfg.alerts)
         self.tracker = Tracker(wcfg.tracker.iou, wcfg.tracker.max_missing, wcfg.alerts.n)
         self.out, self.show, self.writer = out, show, None
         self.writer_size, self.fps = (0, 0), 25.0
@@ -222,7 +223,7 @@ class Watcher:
         for track in ended:
             self.track_event("track_ended", frame, track, frames=track.n, emotion=track.emotion)
         new = {t.id for t in started}
-        acfg = self.wcfg.alerts
+        threshold = self.classifier.threshold
         for track, pred in zip(tracks, preds, strict=True):
             conf = round(pred.probabilities[pred.emotion], 4)
             emotion = smoothed_emotion(track, pred.emotion)
@@ -235,7 +236,7 @@ class Watcher:
                     "emotion_changed", frame, track, emotion=emotion, previous=track.emotion
                 )
             track.emotion, track.p_angry = emotion, pred.p_angry
-            if should_alert(track, pred.angry, frame.time_s, acfg.k, acfg.cooldown_s):
+            if should_alert(track, pred.angry, pred.p_angry, frame.time_s, self.rule, threshold):
                 self.alert(frame, gray, track, pred)
         return tracks
 
@@ -254,6 +255,8 @@ class Watcher:
             "confidence": round(pred.p_angry, 4),
             "threshold_angry": round(self.classifier.threshold, 4),
             "angry_frames": f"{sum(track.angry_history)}/{len(track.angry_history)}",
+            "mean_p_angry": round(sum(track.p_history) / len(track.p_history), 4),
+            "rule": str(self.rule),
         }
         event = self.tagged(event)
         if acfg.include_snapshot:

@@ -6,7 +6,8 @@ photos and, apart, from the test people's; each set is rendered to a video and r
 `watch`'s own Watcher with the site's model (`deploy.site_model`, as `watch` picks it). Every
 face's decision per frame is recorded and replayed under each alert rule of
 `scenarios.rules` × `scenarios.cooldowns_s` and under `deploy.watch.alerts` (the replay of
-that one equals the Watcher's own alerts, and the report says so). The rule is chosen on the
+that one equals the Watcher's own alerts, and the report says so); the rules count angry frames
+or average P(angry) over a track (`deploy.tracker.AlertRule`). The rule is chosen on the
 deciding people's visits; the test people's are reported only. The videos are written to a
 temporary folder and deleted.
 """
@@ -26,7 +27,7 @@ from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.deploy import site_model
 from emowatch.deploy.sources import read_video
-from emowatch.deploy.tracker import AlertRule, replay
+from emowatch.deploy.tracker import AlertRule, replay, rule_of
 from emowatch.deploy.watcher import Watcher
 from emowatch.evaluation import deployed, visits
 from emowatch.evaluation.conditions import reference_box
@@ -37,7 +38,7 @@ from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run, tracking_uri
 
 STAGE = "scenarios"
-Decision = tuple[float, int, bool, tuple[int, int, int, int]]  # time, track, angry, box
+Decision = tuple[float, int, bool, float, tuple[int, int, int, int]]  # time, track, angry, P, box
 
 
 class Collected:
@@ -110,7 +111,8 @@ def watched(
         if watcher.summary.frames_classified > before:
             tracks, preds = watcher.last
             decisions += [
-                (frame.time_s, t.id, p.angry, p.box) for t, p in zip(tracks, preds, strict=True)
+                (frame.time_s, t.id, p.angry, p.p_angry, p.box)
+                for t, p in zip(tracks, preds, strict=True)
             ]
         last = frame
     watcher.close(last)
@@ -119,21 +121,29 @@ def watched(
 
 def rules_of(cfg: DictConfig) -> tuple[AlertRule, list[AlertRule]]:
     """The deployed rule (deploy.watch.alerts) and every rule compared (it included)."""
-    a = cfg.deploy.watch.alerts
-    ours = AlertRule(int(a.k), int(a.n), float(a.cooldown_s))
-    grid = [
-        AlertRule(int(k), int(n), float(c))
-        for k, n in cfg.scenarios.rules
-        for c in cfg.scenarios.cooldowns_s
-    ]
+    ours = rule_of(cfg.deploy.watch.alerts)
+    scfg = cfg.scenarios
+    windows = [(int(k), int(n), "votes") for k, n in scfg.rules]
+    windows += [(int(n), int(n), "mean") for n in scfg.means]
+    grid = [AlertRule(k, n, float(c), how) for k, n, how in windows for c in scfg.cooldowns_s]
     return ours, [ours, *[r for r in grid if r != ours]]
 
 
-def under(rule: AlertRule, scenario: list[visits.Visit], decisions: list[Decision], scfg) -> dict:
+def alerted(decisions: list[Decision], rule: AlertRule, threshold: float) -> list[int]:
+    """The indices of the recorded decisions at which `rule` alerts."""
+    return replay([d[:4] for d in decisions], rule, threshold)
+
+
+def under(
+    rule: AlertRule,
+    scenario: list[visits.Visit],
+    decisions: list[Decision],
+    threshold: float,
+    scfg: DictConfig,
+) -> dict:
     """The scenario's figures with the alerts `rule` raises on the recorded decisions."""
     alerts = [
-        visits.Alert(decisions[i][0], decisions[i][3])
-        for i in replay([d[:3] for d in decisions], rule)
+        visits.Alert(decisions[i][0], decisions[i][4]) for i in alerted(decisions, rule, threshold)
     ]
     return visits.score(
         alerts,
@@ -193,11 +203,19 @@ def scenario_of(
         "frames": n_frames,
         "minutes": round(visits.duration(scenario) / 60, 2),
     }
-    return about, {r: under(r, scenario, decisions, scfg) for r in rules}, alerts, decisions
+    threshold = classifier.threshold
+    figures = {r: under(r, scenario, decisions, threshold, scfg) for r in rules}
+    return about, figures, alerts, decisions
 
 
 def as_dict(rule: AlertRule) -> dict:
-    return {"k": rule.k, "n": rule.n, "cooldown_s": rule.cooldown_s, "rule": str(rule)}
+    return {
+        "k": rule.k,
+        "n": rule.n,
+        "cooldown_s": rule.cooldown_s,
+        "smoothing": rule.smoothing,
+        "rule": str(rule),
+    }
 
 
 def measure(cfg: DictConfig, classifier: FaceClassifier, dataset: str, root: Path | None) -> dict:
@@ -226,7 +244,7 @@ def measure(cfg: DictConfig, classifier: FaceClassifier, dataset: str, root: Pat
             watcher_alerts = [(a["source_time_s"], a["track"]) for a in alerts]
             replayed = [
                 (round(decisions[i][0], 3), decisions[i][1])
-                for i in replay([d[:3] for d in decisions], ours)
+                for i in alerted(decisions, ours, classifier.threshold)
             ]
             figures[part] = rows
             out["parts"][part] = about | {
@@ -235,11 +253,19 @@ def measure(cfg: DictConfig, classifier: FaceClassifier, dataset: str, root: Pat
                 "rules": [as_dict(r) | {"figures": f} for r, f in rows.items()],
             }
     if "decide" in figures:
-        best = chosen(figures["decide"], float(cfg.scenarios.max_false_alarms_per_hour))
+        cap = float(cfg.scenarios.max_false_alarms_per_hour)
+        best = chosen(figures["decide"], cap)
         out["chosen_rule"] = as_dict(best)
+        # the best of each way of smoothing, by the same choice, so both can be compared
+        best_of = {
+            how: chosen({r: f for r, f in figures["decide"].items() if r.smoothing == how}, cap)
+            for how in sorted({r.smoothing for r in rules})
+        }
+        out["best_rule"] = {how: as_dict(r) for how, r in best_of.items()}
         for part, rows in figures.items():
             out["parts"][part]["deployed"] = rows[ours]
             out["parts"][part]["chosen"] = rows[best]
+            out["parts"][part]["best"] = {how: rows[r] for how, r in best_of.items()}
     return out
 
 

@@ -116,3 +116,18 @@ def test_a_site_without_person_ids_is_said_not_scored(make_cfg, tmp_path):
     assert "Not measured: the photos carry no person ids" in "\n".join(
         report.scenarios_lines(cfg, None)
     )
+
+
+def test_the_watcher_runs_a_mean_rule_as_the_replay_does(make_cfg, tmp_path):
+    """With `deploy.watch.alerts.smoothing=mean` the Watcher's own alerts (every face over the
+    threshold 0, a 1 s cooldown: an alert per face per second once 3 frames are seen) are
+    those the replay of the same rule raises on the recorded decisions."""
+    cfg = site_with_champion(make_cfg, tmp_path, threshold=0.0)
+    cfg.deploy.watch.alerts.smoothing = "mean"
+    cfg.deploy.watch.alerts.cooldown_s = 1.0
+    out = scenarios.main(cfg)
+    assert out["deployed_rule"]["rule"] == "mean P(angry) of 5 (from 3 frames), cooldown 1 s"
+    for part in ("decide", "test"):
+        assert out["parts"][part]["replay_matches_watch"] is True
+        deployed = out["parts"][part]["deployed"]
+        assert deployed["alerted_within"] == deployed["angry_visits"] == 2

@@ -138,7 +138,8 @@ class AlertRule:
 
     def __str__(self) -> str:
         if self.smoothing == "mean":
-            return f"mean P(angry) of {self.n}, cooldown {self.cooldown_s:g} s"
+            early = f" (from {self.k} frames)" if self.k < self.n else ""
+            return f"mean P(angry) of {self.n}{early}, cooldown {self.cooldown_s:g} s"
         return f"{self.k} of {self.n}, cooldown {self.cooldown_s:g} s"
 
 

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from emowatch.data import photos
+from emowatch.data.images import load_gray
 from emowatch.deploy import feedback
 from emowatch.errors import DataError
 from emowatch.inference import faces
@@ -191,3 +192,30 @@ def test_an_empty_photos_folder_is_a_site_on_fer2013_alone(make_cfg, tmp_path, c
     (tmp_path / "data/photos/notes.txt").write_text("not a photo")
     with pytest.raises(DataError, match="faces found in only 0 of 1"):
         crop_faces.main(cfg)
+
+
+def test_with_align_on_the_crops_are_cut_by_the_eyes_as_the_camera_path_cuts(make_cfg, tmp_path):
+    """`detector=yunet` with `deploy.align.enabled`: each crop is the camera path's own cut
+    (`faces.cut` with the framing), its eyes level where the framing puts them."""
+    make_photo_folder(tmp_path / "data/photos")
+    cfg = make_cfg(
+        PHOTO_FOLDER_PINS,
+        "data.photos.min_face_rate=0.3",
+        "detector=yunet",
+        "deploy.align.enabled=true",
+    )
+    report = crop_faces.main(cfg)
+    framing = faces.framing_of(cfg.deploy.align)
+    size = int(cfg.data.photos.crop.size)
+    detector = faces.build_detector(cfg.detector)
+    cut = [e for e in report["files"] if e["crop"]]
+    assert cut and all(e.get("aligned") and e["crop_box"] is None for e in cut)
+    for e in cut:
+        gray = load_gray(tmp_path / "data/photos" / e["file"]).gray
+        face = faces.largest(detector(gray))
+        crop = cv2.imread(str(Layout(cfg).photo_crops / e["crop"]), cv2.IMREAD_GRAYSCALE)
+        assert (crop == faces.cut(gray, face, cfg.data.photos.crop.margin, size, framing)).all()
+        (lx, ly), (rx, ry) = faces.largest(detector(crop)).landmarks[:2]
+        assert abs(ly - ry) < 0.04 * size  # level
+        assert abs((lx + rx) / 2 - framing.eye_x * size) < 0.06 * size
+        assert abs((ly + ry) / 2 - framing.eye_y * size) < 0.06 * size

@@ -10,7 +10,7 @@ otherwise the most likely other class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,9 @@ def spec_of(
 
 
 def align_of(cfg: Any) -> dict | None:
-    """The framing of `deploy.align` when it is enabled, else None (crops by the grown box)."""
-    if cfg is None or not cfg.get("enabled"):
-        return None
-    return {k: float(cfg[k]) for k in faces.Framing.__dataclass_fields__}
+    """The framing of `deploy.align` for a spec when it is enabled, else None."""
+    framing = faces.framing_of(cfg)
+    return None if framing is None else asdict(framing)
 
 
 SPEC_REQUIRED = ("classes", "input_size", "normalize", "threshold_angry", "crop_margin", "detector")

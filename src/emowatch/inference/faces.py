@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -208,6 +208,14 @@ class Framing:
     eye_distance: float
     eye_y: float
     eye_x: float = 0.5
+
+
+def framing_of(align: Any) -> Framing | None:
+    """The framing of a `deploy.align` config when it is enabled, else None (crops by the grown
+    box)."""
+    if align is None or not align.get("enabled"):
+        return None
+    return Framing(**{k: float(align[k]) for k in Framing.__dataclass_fields__})
 
 
 def aligned(gray: np.ndarray, face: Face, size: int, framing: Framing) -> np.ndarray:

@@ -1,12 +1,13 @@
 """DVC stage `crop_faces`: a business's photos -> grayscale face crops and split lists.
 
 For every file under `data.photos.root` (`<class>/<file>`): read it upright (EXIF), detect faces,
-take the largest, square it and grow it by a margin, clamp, crop, resize, and write
-`<out_dir>/<class>/<stem>.png`. Every file gets a status in the report: ok, multiple_faces
-(largest taken), no_face, unreadable, not_an_image, not_in_class_folder, or unknown_class (a
-folder that names no emotion emowatch knows, e.g. `Angry/` or `frustrated/`: listed with a
-warning, not cropped). Crops of the classes
-in `data.photos.classes` are split into train/val/test, subject-independent when a subject regex
+take the largest and cut it as the camera path does (`faces.cut`: square, grow by a margin,
+clamp, crop, resize; or, with `deploy.align` on and a detector with landmarks, eyes levelled and
+framed as FER2013's), and write `<out_dir>/<class>/<stem>.png`. Every file gets a status in the
+report: ok, multiple_faces (largest taken), no_face, unreadable, not_an_image,
+not_in_class_folder, or unknown_class (a folder that names no emotion emowatch knows, e.g.
+`Angry/` or `frustrated/`: listed with a warning, not cropped). Crops of the classes in
+`data.photos.classes` are split into train/val/test, subject-independent when a subject regex
 is set. A contact sheet and a sheet of the misses are written for a person to look at. A folder
 with no photos at all is a site that runs on FER2013 alone (`no_photos`): its split lists say
 so, and the photos stages leave empty outputs.
@@ -49,8 +50,9 @@ def crop_one(
     pcfg: DictConfig,
     out_dir: Path,
     known: list[str],
+    framing: faces.Framing | None = None,
 ) -> dict:
-    """Detect, crop and save one photo; return its report entry."""
+    """Detect, cut and save one photo; return its report entry."""
     entry: dict = {"file": photo.rel, "class": photo.cls, "status": None, "n_faces": 0}
     entry |= {"box": None, "crop_box": None, "score": None, "crop": None}
     if photo.cls is None:
@@ -69,16 +71,17 @@ def crop_one(
     if face is None:
         entry["status"] = NO_FACE
         return entry
-    box = faces.expand_box(face.box, pcfg.crop.margin, loaded.gray.shape)
     rel = f"{photo.cls}/{Path(photo.rel).stem}.png"
     target = out_dir / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(target), faces.crop(loaded.gray, box, pcfg.crop.size))
-    entry |= {
-        "status": OK if len(found) == 1 else MULTIPLE,
-        "box": list(face.box),
-        "crop_box": list(box),
-    }
+    cv2.imwrite(
+        str(target), faces.cut(loaded.gray, face, pcfg.crop.margin, pcfg.crop.size, framing)
+    )
+    entry |= {"status": OK if len(found) == 1 else MULTIPLE, "box": list(face.box)}
+    if framing is not None and face.landmarks is not None:  # cut by the eyes
+        entry["aligned"] = True
+    else:
+        entry["crop_box"] = list(faces.expand_box(face.box, pcfg.crop.margin, loaded.gray.shape))
     entry |= {"score": face.score, "crop": rel}
     return entry
 
@@ -218,6 +221,7 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
     out_dir = resolve_path(pcfg.out_dir, root)
     report_path = resolve_path(pcfg.report, root)
     params = flatten(pcfg, "data.photos") | flatten(cfg.detector, "detector") | {"seed": cfg.seed}
+    params |= flatten(cfg.deploy.align, "deploy.align")
     with stage_run(cfg, STAGE, params=params, root=root):
         files = photos.list_photos(photos_root)
         detector = faces.build_detector(cfg.detector)
@@ -226,7 +230,8 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
         out_dir.mkdir(parents=True)
         t0 = time.perf_counter()
         known = known_classes(cfg)
-        entries = [crop_one(p, detector, pcfg, out_dir, known) for p in files]
+        framing = faces.framing_of(cfg.deploy.align)  # the camera path's own cut
+        entries = [crop_one(p, detector, pcfg, out_dir, known, framing) for p in files]
         seconds = time.perf_counter() - t0
         summary = summarise(entries)
         report = {"root": str(pcfg.root), "summary": summary, "seconds": seconds, "files": entries}

@@ -33,6 +33,20 @@ class Track:
     last_alert_time: float | None = None
     missing: int = 0
 
+    @classmethod
+    def started(cls, tid: int, box: Box, frame: int, n: int) -> Track:
+        """A new track, first seen at `frame`, keeping the last n frames' histories."""
+        return cls(
+            tid,
+            box,
+            frame,
+            frame,
+            1,
+            angry_history=deque(maxlen=n),
+            p_history=deque(maxlen=n),
+            emotion_history=deque(maxlen=n),
+        )
+
 
 class Tracker:
     """Greedy IoU matching of each frame's boxes to live tracks."""
@@ -66,16 +80,7 @@ class Tracker:
         started = []
         for i, box in enumerate(boxes):
             if i not in assigned:
-                track = Track(
-                    self._next_id,
-                    box,
-                    frame,
-                    frame,
-                    1,
-                    angry_history=deque(maxlen=self.n),
-                    p_history=deque(maxlen=self.n),
-                    emotion_history=deque(maxlen=self.n),
-                )
+                track = Track.started(self._next_id, box, frame, self.n)
                 self._next_id += 1
                 self.tracks[track.id] = track
                 assigned[i] = track
@@ -174,8 +179,7 @@ def replay(
     for i, (t, tid, angry, p_angry) in enumerate(decisions):
         track = tracks.get(tid)
         if track is None:
-            track = Track(tid, (0, 0, 0, 0), 0, 0, 0)
-            tracks[tid] = track
+            track = tracks[tid] = Track.started(tid, (0, 0, 0, 0), 0, rule.n)
         if should_alert(track, angry, p_angry, t, rule, threshold):
             out.append(i)
     return out

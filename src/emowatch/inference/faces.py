@@ -218,6 +218,11 @@ def framing_of(align: Any) -> Framing | None:
     return Framing(**{k: float(align[k]) for k in Framing.__dataclass_fields__})
 
 
+def aligns(face: Face, framing: Framing | None) -> bool:
+    """Whether `cut` cuts this face by its eyes: a framing is given and it has landmarks."""
+    return framing is not None and face.landmarks is not None
+
+
 def aligned(gray: np.ndarray, face: Face, size: int, framing: Framing) -> np.ndarray:
     """The face cut out with its eyes level and framed as `framing` says (one similarity
     transform from its two eye landmarks; the image's edge pixels repeated beyond it)."""
@@ -238,6 +243,6 @@ def cut(
 ) -> np.ndarray:
     """The crop a model sees: aligned by the eyes where a framing is given and the detector
     found landmarks, else the box squared, grown by `margin` and resized."""
-    if framing is not None and face.landmarks is not None:
+    if aligns(face, framing):
         return aligned(gray, face, size, framing)
     return crop(gray, expand_box(face.box, margin, gray.shape), size)

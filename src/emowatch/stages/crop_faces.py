@@ -78,7 +78,7 @@ def crop_one(
         str(target), faces.cut(loaded.gray, face, pcfg.crop.margin, pcfg.crop.size, framing)
     )
     entry |= {"status": OK if len(found) == 1 else MULTIPLE, "box": list(face.box)}
-    if framing is not None and face.landmarks is not None:  # cut by the eyes
+    if faces.aligns(face, framing):  # cut by the eyes
         entry["aligned"] = True
     else:
         entry["crop_box"] = list(faces.expand_box(face.box, pcfg.crop.margin, loaded.gray.shape))

@@ -160,13 +160,18 @@ def heading(cfg: DictConfig, dataset: str, root: Path | None) -> str:
     return f"## {dataset}"
 
 
+def champion_in(register: dict, promotion: dict | None) -> str | None:
+    """The model whose version is the champion after this run's promotion, from the register
+    and promotion reports."""
+    versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
+    return versions.get(str((promotion or {}).get("champion_after")))
+
+
 def champion_of(cfg: DictConfig, dataset: str, root: Path | None) -> str | None:
-    """The model whose version is the dataset's champion after this run's promotion."""
+    """The dataset's champion model after this run's promotion (`champion_in` its reports)."""
     layout = Layout(cfg, root)
     register = read_json(layout.register_report(dataset)) or {}
-    promotion = read_json(layout.promotion_report(dataset)) or {}
-    versions = {str(v["version"]): m for m, v in register.get("versions", {}).items()}
-    return versions.get(str(promotion.get("champion_after")))
+    return champion_in(register, read_json(layout.promotion_report(dataset)))
 
 
 def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[str]:
@@ -176,7 +181,7 @@ def dataset_section(cfg: DictConfig, dataset: str, root: Path | None) -> list[st
     promotion = read_json(layout.promotion_report(dataset))
     challenger = register.get("challenger", {}).get("model")
     champion_v = promotion.get("champion_after") if promotion else None
-    champion = champion_of(cfg, dataset, root)
+    champion = champion_in(register, promotion)
     if "skipped" in register:  # a site without photos: nothing trained, scored or registered
         return [heading(cfg, dataset, root), "", *gate_lines(promotion), ""]
     lines = [heading(cfg, dataset, root), "", HEADER]

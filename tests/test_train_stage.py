@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from emowatch.layout import Layout
@@ -90,11 +91,57 @@ def test_train_writes_model_reports_metrics_and_mlflow_run(tiny_fer, tmp_path):
 
 
 class Crash(L.Callback):
-    """Dies early in the second epoch, after the first epoch's checkpoint was written."""
+    """Dies early in an epoch (the second by default), after the one before was checkpointed."""
+
+    def __init__(self, at_epoch: int = 1):
+        self.at_epoch = at_epoch
 
     def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
+        if trainer.current_epoch == self.at_epoch:
             raise RuntimeError("power cut")
+
+
+class Worsening(L.LightningModule):
+    """A model whose validation monitor only gets worse: epoch 0 is the best there is."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/worse", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_the_latest_epoch_is_checkpointed_even_without_a_new_best(tmp_path):
+    """A kill after epochs that did not beat the best loses at most one epoch: last.ckpt is
+    the latest epoch, best.ckpt the best one (Lightning's save_last alone keeps the best)."""
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(8, 4)), 4)
+
+    def trainer(max_epochs, extra=()):
+        return L.Trainer(
+            max_epochs=max_epochs, callbacks=[*fit.checkpoints(tmp_path, "val/worse", "min"),
+                                              *extra],
+            logger=False, enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )  # fmt: skip
+
+    crashing = trainer(4, [Crash(at_epoch=3)])
+    with pytest.raises(RuntimeError, match="power cut"):
+        crashing.fit(Worsening(), data, data)
+    assert crashing.checkpoint_callback.best_model_path == str(tmp_path / "best.ckpt")
+    epoch = {p.stem: torch.load(p, weights_only=True)["epoch"] for p in tmp_path.glob("*.ckpt")}
+    assert epoch == {"best": 0, "last": 2}
+
+    resumed = trainer(4)
+    resumed.fit(Worsening(), data, data, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.current_epoch == 4 and resumed.global_step == 8  # only epoch 3 re-run
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
 
 
 def test_a_crashed_run_resumes_from_its_last_checkpoint(tiny_fer, tmp_path, monkeypatch, capsys):

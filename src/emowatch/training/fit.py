@@ -157,7 +157,7 @@ def build_trainer(
     patience: int | None = None,
     swa: DictConfig | None = None,
 ) -> L.Trainer:
-    """A Trainer with early stopping and checkpoints (best + last) on the validation monitor;
+    """A Trainer with early stopping and checkpoints (best and latest, see `checkpoints`);
     `patience` overrides the dataset's (a one-cycle schedule peaks mid-run); `swa` adds
     stochastic weight averaging over the last epochs (the stage then lets val choose between
     the average and the best checkpoint)."""
@@ -181,17 +181,7 @@ def build_trainer(
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if ckpt_dir is not None:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="best",
-                monitor=tcfg.monitor,
-                mode=tcfg.mode,
-                save_last=True,
-                save_top_k=1,
-                enable_version_counter=False,
-            )
-        )
+        callbacks += checkpoints(ckpt_dir, tcfg.monitor, tcfg.mode)
     return build(
         cfg.trainer,
         "trainer",
@@ -205,6 +195,27 @@ def build_trainer(
 
 
 # --- checkpoints and resume -------------------------------------------------------------------
+
+
+def checkpoints(ckpt_dir: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """`best.ckpt` on the validation monitor (first: it is `trainer.checkpoint_callback`), and
+    `last.ckpt` written after every epoch, so a killed run resumes losing at most one epoch.
+
+    Lightning's `save_last` alone writes last.ckpt only on epochs that also save the monitored
+    checkpoint: a run killed after epochs without a new best would go back to the best one.
+    """
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
+    return [best, latest]
 
 
 def resume_point(ckpt_dir: Path, print_key: str) -> tuple[Path | None, str | None]:

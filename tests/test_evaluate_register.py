@@ -81,7 +81,8 @@ def test_register_and_promote_keep_a_worse_model_out(tiny_fer):
 
     deployed = load_classifier(f"models:/{name}@challenger")
     assert deployed.threshold == pytest.approx(float(challenger.tags["threshold_angry"]), abs=1e-6)
-    assert deployed.spec["detector"]["name"] == "haar"
+    assert deployed.spec["detector"]["name"] == cfg.detector.name == "yunet"
+    assert deployed.spec["align"]["eye_distance"] == cfg.deploy.align.eye_distance
     assert deployed.spec["tta"] == challenger.tags["tta"]
 
     cfg.registry.promotion.recall_tolerance = 1.0  # tiny data: any recall passes the floor

@@ -223,6 +223,14 @@ def aligns(face: Face, framing: Framing | None) -> bool:
     return framing is not None and face.landmarks is not None
 
 
+def setting_name(detector: str, framing: Framing | None) -> str:
+    """A detector and crop setting by name, as the robustness table's columns have it: the
+    detector's name, plus ` aligned` when its crops are cut by the eyes (a framing is given and
+    the detector finds landmarks)."""
+    cut_by_eyes = framing is not None and DETECTORS[detector].landmarks
+    return f"{detector} aligned" if cut_by_eyes else detector
+
+
 def aligned(gray: np.ndarray, face: Face, size: int, framing: Framing) -> np.ndarray:
     """The face cut out with its eyes level and framed as `framing` says (one similarity
     transform from its two eye landmarks; the image's edge pixels repeated beyond it)."""

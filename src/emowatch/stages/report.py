@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.files import read_json
+from emowatch.inference import faces
 from emowatch.layout import Layout
 from emowatch.tracking.runs import stage_run
 
@@ -399,8 +400,9 @@ def robustness_goals(
     cfg: DictConfig, root: Path | None, site: str
 ) -> list[tuple[str, bool | None, str]]:
     """The site's model under the goal's conditions, and every champion's 48 px faces found,
-    with the deployed detector (from the robustness report)."""
-    g, det = cfg.report.goals, str(cfg.detector.name)
+    with the deployed detector and crops (from the robustness report)."""
+    g = cfg.report.goals
+    det = faces.setting_name(str(cfg.detector.name), faces.framing_of(cfg.deploy.get("align")))
     r = read_json(resolve_path(cfg.robustness.path, root)) or {}
     table = r.get(site, {}).get("table", {}).get(det)
     said = ", ".join(

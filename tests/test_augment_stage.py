@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -99,3 +101,30 @@ def test_a_model_trains_with_the_stages_pipeline_narrowed_to_its_transforms(make
         augmentation.for_model(cfg, ["hflip"], tmp_path, build_if_missing=True)
     whole = augmentation.for_model(make_cfg("augment.pipeline=artifacts/p.json"), None, tmp_path)
     assert len(whole.transforms) == 5
+
+
+CAMERA = ["camera_light", "camera_blur", "camera_downscale", "camera_noise", "camera_jpeg"]
+
+
+def test_the_camera_option_is_the_default_plus_a_cameras_transforms(make_cfg):
+    """`augment=camera` keeps the default transforms in order and adds a camera's; each of
+    those, on its own, changes a face and keeps its size and type, and the pipeline saves and
+    loads as the augment stage's output does."""
+    from tests.conftest import ASTRONAUT_FACE, astronaut_rgb
+
+    default, camera = make_cfg().augment, make_cfg("augment=camera").augment
+    assert list(camera.transforms) == [*default.transforms, *CAMERA]
+    x, y, w, h = ASTRONAUT_FACE
+    gray = astronaut_rgb()[y : y + h, x : x + w].mean(axis=2).astype(np.uint8)
+    face = np.ascontiguousarray(gray[:: h // 48, :: w // 48][:48, :48])
+    for name in CAMERA:
+        others = [f"~augment.transforms.{n}" for n in camera.transforms if n != name]
+        only = make_cfg("augment=camera", *others, f"augment.transforms.{name}.p=1").augment
+        out = augmentation.build(only, seed=0)(image=face)["image"]
+        assert out.shape == face.shape and out.dtype == np.uint8, name
+        assert np.abs(out.astype(int) - face).mean() > 0.5, f"{name} left the face as it was"
+    pipeline = augmentation.build(camera, seed=0)
+    loaded = augmentation.load(augmentation.save(pipeline, Path(make_cfg().augment.pipeline)))
+    assert [type(t).__name__ for t in loaded.transforms][-5:] == [
+        "OneOf", "OneOf", "Downscale", "GaussNoise", "ImageCompression",
+    ]  # fmt: skip

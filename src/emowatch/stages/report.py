@@ -219,6 +219,12 @@ def data_lines(cfg: DictConfig, root: Path | None) -> list[str]:
     ]
 
 
+def deployed_setting(cfg: DictConfig) -> str:
+    """The detector and crops that ship (registered models, `watch`), as the robustness table
+    names its columns."""
+    return faces.setting_name(str(cfg.detector.name), faces.framing_of(cfg.deploy.get("align")))
+
+
 def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
     """Each champion's camera path under a camera's conditions, per detector (`robustness`)."""
     r = read_json(resolve_path(cfg.robustness.path, root))
@@ -240,11 +246,14 @@ def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
             lines += [f"{dataset}: not scored ({d.get('skipped', 'no report')}).", ""]
             continue
         dets = list(d["table"])
+        shipped = deployed_setting(cfg)
         lines += [
             f"{dataset} champion `{d['model']}`: {d['photos']} photos of {len(d['people'])} "
             f"people ({', '.join(d['splits'])} splits).",
             "",
-            "| condition | " + " | ".join(dets) + " |",
+            "| condition | "
+            + " | ".join(f"{det} (deployed)" if det == shipped else det for det in dets)
+            + " |",
             "|---" * (len(dets) + 1) + "|",
         ]
         for condition in d["table"][dets[0]]:
@@ -402,7 +411,7 @@ def robustness_goals(
     """The site's model under the goal's conditions, and every champion's 48 px faces found,
     with the deployed detector and crops (from the robustness report)."""
     g = cfg.report.goals
-    det = faces.setting_name(str(cfg.detector.name), faces.framing_of(cfg.deploy.get("align")))
+    det = deployed_setting(cfg)
     r = read_json(resolve_path(cfg.robustness.path, root)) or {}
     table = r.get(site, {}).get("table", {}).get(det)
     said = ", ".join(

@@ -250,9 +250,9 @@ def test_align_is_in_the_spec_only_when_enabled_and_checked():
     from emowatch import config
     from emowatch.inference.face_classifier import align_of, check_spec
 
-    cfg = config.compose([])
-    assert align_of(cfg.deploy.align) is None and "align" not in spec()
-    on = align_of(config.compose(["deploy.align.enabled=true"]).deploy.align)
+    off = config.compose(["deploy.align.enabled=false"])
+    assert align_of(off.deploy.align) is None and "align" not in spec()
+    on = align_of(config.compose([]).deploy.align)  # on by default
     assert on == {"eye_distance": 0.375, "eye_y": 0.378, "eye_x": 0.49}
     check_spec(spec(align=on), "test")
     for bad, match in (

@@ -223,12 +223,16 @@ def aligns(face: Face, framing: Framing | None) -> bool:
     return framing is not None and face.landmarks is not None
 
 
-def setting_name(detector: str, framing: Framing | None) -> str:
-    """A detector and crop setting by name, as the robustness table's columns have it: the
-    detector's name, plus ` aligned` when its crops are cut by the eyes (a framing is given and
-    the detector finds landmarks)."""
-    cut_by_eyes = framing is not None and DETECTORS[detector].landmarks
-    return f"{detector} aligned" if cut_by_eyes else detector
+def cuts_by_eyes(detector: str, framing: object | None) -> bool:
+    """Whether a detector's crops are cut by the eyes: a framing (a `Framing` or its dict) is
+    given and the detector finds landmarks."""
+    return framing is not None and DETECTORS[detector].landmarks
+
+
+def setting_name(name: str, by_eyes: bool) -> str:
+    """A detector setting's name with its crops, as the robustness table's columns have it:
+    the setting's name, plus ` aligned` when its crops are cut by the eyes."""
+    return f"{name} aligned" if by_eyes else name
 
 
 def aligned(gray: np.ndarray, face: Face, size: int, framing: Framing) -> np.ndarray:

@@ -222,7 +222,9 @@ def data_lines(cfg: DictConfig, root: Path | None) -> list[str]:
 def deployed_setting(cfg: DictConfig) -> str:
     """The detector and crops that ship (registered models, `watch`), as the robustness table
     names its columns."""
-    return faces.setting_name(str(cfg.detector.name), faces.framing_of(cfg.deploy.get("align")))
+    detector = str(cfg.detector.name)
+    framing = faces.framing_of(cfg.deploy.get("align"))
+    return faces.setting_name(detector, faces.cuts_by_eyes(detector, framing))
 
 
 def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
@@ -240,13 +242,13 @@ def robustness_lines(cfg: DictConfig, root: Path | None) -> list[str]:
         f"{tol:.2f} below the plain photos'.",
         "",
     ]
+    shipped = deployed_setting(cfg)
     for dataset in ("fer2013", "photos"):
         d = r.get(dataset) or {}
         if "table" not in d:
             lines += [f"{dataset}: not scored ({d.get('skipped', 'no report')}).", ""]
             continue
         dets = list(d["table"])
-        shipped = deployed_setting(cfg)
         lines += [
             f"{dataset} champion `{d['model']}`: {d['photos']} photos of {len(d['people'])} "
             f"people ({', '.join(d['splits'])} splits).",

@@ -77,10 +77,10 @@ def ways(
     out = {}
     for name, detector in detectors.items():
         out[name] = classifier.with_spec(detector=detector, align=None)
-        if framing is not None:
-            aligned = faces.setting_name(str(detector.name), faces.Framing(**framing))
-            if aligned != str(detector.name):  # it finds landmarks
-                out[aligned] = classifier.with_spec(detector=detector, align=framing)
+        if faces.cuts_by_eyes(str(detector.name), framing):
+            out[faces.setting_name(name, True)] = classifier.with_spec(
+                detector=detector, align=framing
+            )
     return out
 
 

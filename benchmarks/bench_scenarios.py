@@ -59,7 +59,7 @@ def main() -> None:
         who = f"{part}: {len(d['people'])} people, {d['visits']} visits"
         for r in d["rules"]:
             mark = " (chosen)" if r["rule"] == chosen else ""
-            mark += " (deployed)" if r["rule"] == out["deployed_rule"]["rule"] else ""
+            mark += " (configured)" if r["rule"] == out["configured_rule"]["rule"] else ""
             print(f"| {who} | {r['rule']}{mark} | {report.scenario_cells(r['figures'])} |")
     print("\nTable 2: the scenarios watched")
     print("| people | frames | minutes of video | replay equals the watcher |\n|---|---|---|---|")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 
+from emowatch.deploy import alert_rule
 from emowatch.deploy.tracker import AlertRule
 from emowatch.stages import report, scenarios
 from tests.conftest import make_people_photos
@@ -72,7 +73,7 @@ def test_visits_are_watched_and_every_rule_scored(make_cfg, tmp_path):
     assert set(out["best_rule"]) == {"votes", "mean"}
     for how, rule in out["best_rule"].items():  # the best of each smoothing, on the page
         assert rule["smoothing"] == how
-        if rule["rule"] not in (out["chosen_rule"]["rule"], out["deployed_rule"]["rule"]):
+        if rule["rule"] not in (out["chosen_rule"]["rule"], out["configured_rule"]["rule"]):
             assert f"{rule['rule']} |" in page
 
 
@@ -126,8 +127,40 @@ def test_the_watcher_runs_a_mean_rule_as_the_replay_does(make_cfg, tmp_path):
     cfg.deploy.watch.alerts.smoothing = "mean"
     cfg.deploy.watch.alerts.cooldown_s = 1.0
     out = scenarios.main(cfg)
-    assert out["deployed_rule"]["rule"] == "mean P(angry) of 5 (from 3 frames), cooldown 1 s"
+    assert out["configured_rule"]["rule"] == "mean P(angry) of 5 (from 3 frames), cooldown 1 s"
     for part in ("decide", "test"):
         assert out["parts"][part]["replay_matches_watch"] is True
-        deployed = out["parts"][part]["deployed"]
+        deployed = out["parts"][part]["configured"]
         assert deployed["alerted_within"] == deployed["angry_visits"] == 2
+
+
+def test_the_chosen_rule_is_tagged_on_the_watched_version_in_production_only(
+    make_cfg, tmp_path, monkeypatch
+):
+    """A production run tags the chosen rule on the champion's version, and `watch` then
+    alerts by it; inside `dvc exp run` nothing is tagged and the page says so."""
+    cfg = site_with_champion(make_cfg, tmp_path, threshold=0.5)
+    cfg.registry.production.override = None
+    monkeypatch.setenv("DVC_EXP_NAME", "try-a-rule")
+    out = scenarios.main(cfg)
+    assert "not a production run" in out["adopted"]["skipped"]
+    rule, why = alert_rule.for_model(cfg, out["model"])
+    assert rule == AlertRule(3, 5, 30.0) and "carries no chosen rule" in why
+    assert "was not tagged (not a production run" in "\n".join(report.scenarios_lines(cfg, None))
+
+    monkeypatch.delenv("DVC_EXP_NAME")
+    cfg.registry.production.override = "test project"
+    out = scenarios.main(cfg)
+    version = mlflow.MlflowClient().get_model_version_by_alias(
+        cfg.registry.names.fer2013, "champion"
+    )
+    chosen = out["chosen_rule"]
+    assert out["adopted"] == {
+        "version": f"{version.name}/{version.version}",
+        "rule": chosen["rule"],
+    }
+    rule, why = alert_rule.for_model(cfg, out["model"])
+    assert str(rule) == chosen["rule"] and "chosen for" in why
+    assert "on the visits of PA, PB, PC" in why  # chosen on the deciding people's visits
+    page = "\n".join(report.scenarios_lines(cfg, None))
+    assert f"`watch` alerts by the chosen rule, {chosen['rule']}" in page

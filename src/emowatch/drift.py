@@ -88,21 +88,18 @@ def model_identity(cfg: DictConfig, spec: str, root: Path | None) -> tuple[str, 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from emowatch.tracking.registry import version_of
     from emowatch.tracking.runs import tracking_uri
 
     client = MlflowClient(tracking_uri(cfg, root))
     try:
-        name, _, alias = spec.removeprefix("models:/").partition("@")
-        version = client.get_model_version_by_alias(name, alias) if alias else None
-        if version is None:
-            name, _, number = spec.removeprefix("models:/").partition("/")
-            version = client.get_model_version(name, number)
+        version = version_of(client, spec)
     except MlflowException as err:
         raise DataError(
             f"{spec}: no such registered model version ({err.error_code}); run `make run` to "
             "register and promote one, or name another with --model"
         ) from None
-    return f"{name}-v{version.version}", str(version.tags.get("dataset", "fer2013"))
+    return f"{version.name}-v{version.version}", str(version.tags.get("dataset", "fer2013"))
 
 
 def reference(cfg: DictConfig, spec: str, root: Path | None = None) -> dict[str, Any]:

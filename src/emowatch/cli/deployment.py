@@ -134,14 +134,16 @@ def watch(
 
 @deployment.command("site-model")
 def site_model_cmd(overrides: Overrides = None, params_file: ParamsOpt = None) -> None:
-    """Print the model URI `watch` and `make serve` use when none is named (the reason on
-    stderr): with photos, the photos or FER2013 champion by their camera-path figures on this
-    site's people; else the FER2013 champion."""
-    from emowatch.deploy import site_model
+    """Print the model URI `watch` and `make serve` use when none is named (the reason and the
+    alert rule it runs on stderr): with photos, the photos or FER2013 champion by their
+    camera-path figures on this site's people; else the FER2013 champion."""
+    from emowatch.deploy import alert_rule, site_model
 
-    cfg = load(params_file, overrides)
-    choice = site_model.choose(cfg, config.find_root())
+    cfg, root = load(params_file, overrides), config.find_root()
+    choice = site_model.choose(cfg, root)
     typer.echo(f"{choice.uri}: {choice.reason}", err=True)
     if choice.warning:
         typer.echo(choice.warning, err=True)
+    rule, why = alert_rule.for_model(cfg, choice.uri, root)
+    typer.echo(f"alert rule: {rule} — {why}", err=True)
     typer.echo(choice.uri)

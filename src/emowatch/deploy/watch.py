@@ -30,12 +30,13 @@ import cv2
 from omegaconf import DictConfig
 
 from emowatch.config import resolve_path
+from emowatch.deploy import alert_rule, cameras, feedback, redact, site_model
 from emowatch.deploy import alerts as sinks
-from emowatch.deploy import cameras, feedback, redact, site_model
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.retention import DailyLog
 from emowatch.deploy.sources import Backoff, Frame, SourceDown, SourceError, SourceUp
+from emowatch.deploy.tracker import AlertRule
 from emowatch.deploy.watcher import Summary, VideoError, Watcher
 from emowatch.deploy.webhook import WebhookError, WebhookSink
 from emowatch.inference.face_classifier import FaceClassifier
@@ -166,6 +167,7 @@ class Session:
     states: dict[str, CameraState] = field(default_factory=dict)
     several: bool = False
     model: str | None = None  # --model, else deploy.watch.model
+    rule: AlertRule | None = None  # deploy.alert_rule's choice for the model
     show: bool = False
     on_frame: Any = None  # callback(annotated frame, tracks, predictions), e.g. a benchmark's
 
@@ -201,7 +203,9 @@ class Session:
         path = out
         if out is not None and self.several:
             path = out.with_name(f"{out.stem}-{name}{out.suffix}")
-        watcher = Watcher(self.classifier, wcfg, self.events, self.alert_sinks, path, self.show)
+        watcher = Watcher(
+            self.classifier, wcfg, self.events, self.alert_sinks, path, self.show, rule=self.rule
+        )
         watcher.camera = name if self.several else None
         if path is not None:
             watcher.fps = video_fps(spec)
@@ -431,13 +435,16 @@ def main(
         feeds, failed = open_feeds(wcfg, sources, names, serve is not None and wcfg.serve.realtime)
     except SourceError as err:
         raise WatchError(redact.text(str(err))) from None
-    classifier = site_model.load(cfg, model, threshold, root)
+    spec = site_model.resolve(cfg, model, root)  # says which model and why
+    classifier = site_model.load(cfg, spec, threshold, root)
+    rule, why = alert_rule.for_model(cfg, spec, root)
+    print(f"alert rule: {rule} — {why}", file=sys.stderr)
     try:
         events, alert_sinks = build_sinks(wcfg, log_file, webhook, root)
     except (WebhookError, OSError) as err:
         raise WatchError(str(err)) from None
     session = Session(cfg, classifier, events, alert_sinks, root, several=len(sources) > 1)
-    session.model, session.show, session.on_frame = model, show, on_frame
+    session.model, session.show, session.on_frame, session.rule = spec, show, on_frame, rule
     start, outcome = time.perf_counter(), Outcome.OK
     # systemctl stop ends it as Ctrl-C does: videos finalised, summary printed, webhook spooled.
     with sigterm_as_keyboard_interrupt():

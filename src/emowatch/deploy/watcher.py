@@ -26,7 +26,14 @@ from emowatch.deploy import feedback
 from emowatch.deploy.alerts import now_iso
 from emowatch.deploy.hourly import HourlyStats
 from emowatch.deploy.sources import Frame
-from emowatch.deploy.tracker import Track, Tracker, rule_of, should_alert, smoothed_emotion
+from emowatch.deploy.tracker import (
+    AlertRule,
+    Track,
+    Tracker,
+    rule_of,
+    should_alert,
+    smoothed_emotion,
+)
 from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier, FacePrediction, to_gray
 from emowatch.inference.finder import FaceFinder, FinderSettings
@@ -126,11 +133,16 @@ class Watcher:
         out: Path | None = None,
         show: bool = False,
         on_frame: Any = None,
+        rule: AlertRule | None = None,
     ) -> None:
         self.classifier, self.wcfg, self.events = classifier, wcfg, events
         self.alert_sinks = alert_sinks
-        self.rule = rule_of(wcfg.alerts)
-        self.tracker = Tracker(wcfg.tracker.iou, wcfg.tracker.max_missing, wcfg.alerts.n)
+        # the rule watch chose for its model (deploy.alert_rule), else the configured one
+        self.rule = rule or rule_of(wcfg.alerts)
+        # the history kept per track: the rule's window, and at least the configured n (the
+        # window the track's emotion is smoothed over)
+        history = max(self.rule.n, int(wcfg.alerts.n))
+        self.tracker = Tracker(wcfg.tracker.iou, wcfg.tracker.max_missing, history)
         self.out, self.show, self.writer = out, show, None
         self.writer_size, self.fps = (0, 0), 25.0
         self.on_frame = on_frame  # callback(annotated BGR frame, tracks, preds) for a live page
@@ -242,6 +254,8 @@ class Watcher:
 
     def alert(self, frame: Frame, gray: np.ndarray, track: Track, pred: FacePrediction) -> None:
         acfg = self.wcfg.alerts
+        votes = list(track.angry_history)[-self.rule.n :]  # the rule's window
+        seen = list(track.p_history)[-self.rule.n :]
         event = {
             "event": "alert",
             "kind": "angry",
@@ -254,8 +268,8 @@ class Watcher:
             "emotion": "angry",
             "confidence": round(pred.p_angry, 4),
             "threshold_angry": round(self.classifier.threshold, 4),
-            "angry_frames": f"{sum(track.angry_history)}/{len(track.angry_history)}",
-            "mean_p_angry": round(sum(track.p_history) / len(track.p_history), 4),
+            "angry_frames": f"{sum(votes)}/{len(votes)}",
+            "mean_p_angry": round(sum(seen) / len(seen), 4),
             "rule": str(self.rule),
         }
         event = self.tagged(event)

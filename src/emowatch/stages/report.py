@@ -287,8 +287,8 @@ SMOOTHED = {"votes": "of angry frames", "mean": "of mean P(angry)"}
 
 
 def scenarios_lines(cfg: DictConfig, root: Path | None) -> list[str]:
-    """Alerts as the business sees them (`scenarios`): the deployed and the chosen rule on the
-    deciding and the test people's visits."""
+    """Alerts as the business sees them (`scenarios`): the configured and the chosen rule on the
+    deciding and the test people's visits, and which one `watch` runs."""
     r = read_json(resolve_path(cfg.scenarios.path, root))
     if r is None:
         return []
@@ -319,13 +319,31 @@ def scenarios_lines(cfg: DictConfig, root: Path | None) -> list[str]:
             lines.append(f"| {part} | – | not measured ({d.get('skipped', 'no report')}) |||||")
             continue
         who = f"{part}: {len(d['people'])} people, {d['visits']} visits, {d['minutes']:g} min"
-        for which, rule in (("deployed", r["deployed_rule"]), ("chosen", r["chosen_rule"])):
+        for which, rule in (("configured", r["configured_rule"]), ("chosen", r["chosen_rule"])):
             lines.append(f"| {who} | {which}: {rule['rule']} | {scenario_cells(d[which])} |")
         for how, rule in r.get("best_rule", {}).items():  # the best of each smoothing not shown
-            if rule["rule"] not in (r["deployed_rule"]["rule"], r["chosen_rule"]["rule"]):
+            if rule["rule"] not in (r["configured_rule"]["rule"], r["chosen_rule"]["rule"]):
                 cells = scenario_cells(d["best"][how])
                 lines.append(f"| {who} | best {SMOOTHED[how]}: {rule['rule']} | {cells} |")
-    return [*lines, ""]
+    return [*lines, "", adopted_line(cfg, r), ""]
+
+
+def adopted_line(cfg: DictConfig, r: dict) -> str:
+    """Which rule `watch` alerts by with the site's model (`deploy.alert_rule`)."""
+    adopted = r.get("adopted", {})
+    configured = f"the configured rule ({r['configured_rule']['rule']})"
+    if cfg.deploy.watch.alerts.get("rule") == "configured":
+        return f"`watch` alerts by {configured}: `deploy.watch.alerts.rule` is `configured`."
+    if "version" not in adopted:
+        return (
+            f"The chosen rule was not tagged ({adopted.get('skipped', 'no record')}): `watch` "
+            f"alerts by {configured} until a production run of the stage chooses one."
+        )
+    return (
+        f"`watch` alerts by the chosen rule, {adopted['rule']}: tagged `alert_rule` on "
+        f"`models:/{adopted['version']}` (`deploy.watch.alerts.rule: chosen`); a model without "
+        f"that tag alerts by {configured}."
+    )
 
 
 def verdict(ok: bool | None) -> str:

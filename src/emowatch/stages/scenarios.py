@@ -8,8 +8,9 @@ face's decision per frame is recorded and replayed under each alert rule of
 `scenarios.rules` × `scenarios.cooldowns_s` and under `deploy.watch.alerts` (the replay of
 that one equals the Watcher's own alerts, and the report says so); the rules count angry frames
 or average P(angry) over a track (`deploy.tracker.AlertRule`). The rule is chosen on the
-deciding people's visits; the test people's are reported only. The videos are written to a
-temporary folder and deleted.
+deciding people's visits; the test people's are reported only. In a production run the chosen
+rule is then tagged on the watched registry version, and `watch` alerts by it
+(`deploy.alert_rule`). The videos are written to a temporary folder and deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
-from emowatch.deploy import site_model
+from emowatch.deploy import alert_rule, site_model
 from emowatch.deploy.sources import read_video
 from emowatch.deploy.tracker import AlertRule, replay, rule_of
 from emowatch.deploy.watcher import Watcher
@@ -35,6 +36,8 @@ from emowatch.evaluation.scenes import Portrait
 from emowatch.files import write_json
 from emowatch.inference.face_classifier import FaceClassifier
 from emowatch.layout import Layout
+from emowatch.tracking import production
+from emowatch.tracking.registry import version_of
 from emowatch.tracking.runs import stage_run, tracking_uri
 
 STAGE = "scenarios"
@@ -120,7 +123,8 @@ def watched(
 
 
 def rules_of(cfg: DictConfig) -> tuple[AlertRule, list[AlertRule]]:
-    """The deployed rule (deploy.watch.alerts) and every rule compared (it included)."""
+    """The configured rule (deploy.watch.alerts: what a model without a chosen rule alerts by,
+    and what the Watcher runs here) and every rule compared (it included)."""
     ours = rule_of(cfg.deploy.watch.alerts)
     scfg = cfg.scenarios
     windows = [(int(k), int(n), "votes") for k, n in scfg.rules]
@@ -225,7 +229,7 @@ def measure(cfg: DictConfig, classifier: FaceClassifier, dataset: str, root: Pat
         cfg, classifier.classes, list(cfg.evaluate.deployed.decide_splits[dataset]), root
     )
     ours, rules = rules_of(cfg)
-    out: dict[str, Any] = {"deployed_rule": as_dict(ours), "parts": {}}
+    out: dict[str, Any] = {"configured_rule": as_dict(ours), "parts": {}}
     with tempfile.TemporaryDirectory(prefix="emowatch-scenarios-") as tmp:
         figures = {}
         for part, which in (("decide", deployed.DECIDE), ("test", deployed.REPORT)):
@@ -263,10 +267,41 @@ def measure(cfg: DictConfig, classifier: FaceClassifier, dataset: str, root: Pat
         }
         out["best_rule"] = {how: as_dict(r) for how, r in best_of.items()}
         for part, rows in figures.items():
-            out["parts"][part]["deployed"] = rows[ours]
+            out["parts"][part]["configured"] = rows[ours]
             out["parts"][part]["chosen"] = rows[best]
             out["parts"][part]["best"] = {how: rows[r] for how, r in best_of.items()}
     return out
+
+
+def evidence_of(out: dict, scfg: DictConfig) -> str:
+    """One line: what the chosen rule did on the deciding people's visits."""
+    part = out["parts"]["decide"]
+    f = part["chosen"]
+    capped = f["false_alarms_per_hour_stated"] <= float(scfg.max_false_alarms_per_hour)
+    return (
+        f"{f['alerted_within']} of {f['angry_visits']} angry visits alerted within "
+        f"{float(scfg.within_s):g} s, {f['false_alarms']} false alarms in {part['minutes']} min "
+        f"({f['false_alarms_per_hour_stated']:.1f} per camera-hour at "
+        f"{float(scfg.stated_share):.0%} angry visits; cap "
+        f"{float(scfg.max_false_alarms_per_hour):g}{'' if capped else ', no rule within it'}) "
+        f"on the visits of {', '.join(part['people'])}"
+    )
+
+
+def adopt(cfg: DictConfig, uri: str, out: dict, root: Path | None) -> dict:
+    """The chosen rule tagged on the watched registry version (`deploy.alert_rule`: what `watch`
+    then alerts by), where this run may change production; says what it did."""
+    if "chosen_rule" not in out:
+        return {"skipped": "no rule chosen"}
+    ctx = production.context(cfg, root)
+    if not ctx.may_move_production:
+        return {"skipped": f"not a production run ({ctx.experiment}): the version keeps its rule"}
+    client = mlflow.tracking.MlflowClient()
+    version = version_of(client, uri)
+    rule = AlertRule(**{k: out["chosen_rule"][k] for k in ("k", "n", "cooldown_s", "smoothing")})
+    tag = alert_rule.as_tag(rule, evidence_of(out, cfg.scenarios))
+    client.set_model_version_tag(version.name, version.version, alert_rule.TAG, tag)
+    return {"version": f"{version.name}/{version.version}", "rule": str(rule)}
 
 
 def main(cfg: DictConfig, root: Path | None = None) -> dict:
@@ -290,6 +325,7 @@ def main(cfg: DictConfig, root: Path | None = None) -> dict:
             else:
                 out = {"model": choice.uri, "dataset": dataset, "why": choice.reason}
                 out |= measure(cfg, classifier, dataset, root)
+                out["adopted"] = adopt(cfg, choice.uri, out, root)
                 for part in ("decide", "test"):
                     f = out["parts"].get(part, {}).get("chosen")
                     if f:

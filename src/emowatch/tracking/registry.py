@@ -99,6 +99,18 @@ def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | Non
         return None
 
 
+def version_of(client: MlflowClient, uri: str) -> ModelVersion:
+    """The registered version a `models:/<name>@<alias>` or `models:/<name>/<number>` URI names
+    now (MlflowException when there is none; ValueError for another kind of URI)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r} is not a models:/ URI")
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    if alias:
+        return client.get_model_version_by_alias(name, alias)
+    name, _, number = uri.removeprefix("models:/").partition("/")
+    return client.get_model_version(name, number)
+
+
 def register(
     client: MlflowClient,
     name: str,

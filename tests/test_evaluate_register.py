@@ -36,12 +36,18 @@ def test_evaluate_writes_the_metric_keys_and_figures(tiny_fer, tmp_path):
     assert found["decide"]["n"] == 12 and found["report"]["n"] == 4
     assert found["decide"]["face_rate"] == 1.0 and found["decide"]["n_angry"] == 3
     assert found["per_person"]["PD"]["part"] == "report"
-    # CLAHE kept or dropped by the rule on the deciding people (both scored), never on PD.
+    # CLAHE kept or dropped by the rule on the deciding people (both scored), never on PD: on
+    # their 12 photos as they are and under each of evaluate.clahe_conditions (dim, side light).
     assert set(found["clahe"]["decide_accuracy"]) == {"false", "true"}
     off, on = (found["clahe"]["decide_accuracy"][k] for k in ("false", "true"))
-    if found["clahe"]["chosen"]:
-        assert on >= off + cfg.evaluate.clahe_margin
     assert found["decide"]["accuracy"] == (on if found["clahe"]["chosen"] else off)
+    judged = found["clahe"]["decided_on"]
+    assert judged["false"]["n"] == judged["true"]["n"] == 12 * 3
+    keep = (
+        judged["true"]["accuracy"] >= judged["false"]["accuracy"] + cfg.evaluate.clahe_margin
+        and judged["true"]["recall_angry"] >= judged["false"]["recall_angry"]
+    )
+    assert found["clahe"]["chosen"] is keep and "dim, side_light" in found["clahe"]["rule"]
     out = paths.evaluation
     for name in (
         "confusion.png",
@@ -164,9 +170,13 @@ def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
     client = MlflowClient(f"sqlite:///{cfg.tracking.db}")
     metrics_path = Layout(cfg).model("fer2013", "cnn1").metrics
     seen = []
-    for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}, {"clahe": True}):
+    for change in ({}, {"tta": "none"}, {"tta": "hflip"}, {"target_recall": 0.5}, {"clahe": None}):
         for key, value in change.items():
             cfg.evaluate[key] = value
+        if change == {"clahe": None}:  # forced the other way than the rule chose just before
+            cfg.evaluate.clahe = not json.loads(metrics_path.read_text())["deployed"]["clahe"][
+                "chosen"
+            ]
         evaluate.main(cfg, "fer2013", "cnn1")
         version = register.main(cfg, "fer2013")["challenger"]["version"]
         tags = client.get_model_version("emowatch-fer2013", version).tags
@@ -179,5 +189,6 @@ def test_changed_evaluation_settings_make_new_versions(tiny_fer, tmp_path):
         seen.append(version)
     assert len({seen[1], seen[2], seen[3], seen[4]}) == 4  # each a behaviour: four versions
     assert seen[0] == seen[1 if tags_of(client, seen[0])["tta"] == "none" else 2]  # auto: reused
-    assert tags_of(client, seen[4])["clahe"] == "true"  # CLAHE on the camera path, forced
+    forced = str(cfg.evaluate.clahe).lower()  # CLAHE on the camera path, forced
+    assert tags_of(client, seen[4])["clahe"] == forced
     assert register.main(cfg, "fer2013")["challenger"]["version"] == seen[4]  # nothing changed

@@ -91,7 +91,10 @@ def test_crossval_and_evaluate_judge_photos_models_out_of_fold(tiny_fer):
     assert all(int(r["fold"]) == fold_of[r["person"]] for r in rows)
     options = {(r["clahe"], r["tta"]) for r in rows}
     assert options == {(c, t) for c in ("False", "True") for t in ("none", "hflip")}
-    assert len(rows) == 4 * 4 * len(options)  # 4 people x 4 photos, each option once
+    # 4 people x 4 photos, each option once, as they are and under each CLAHE condition
+    assert {r["condition"] for r in rows} == {"plain", "dim", "side_light"}
+    for condition in ("plain", "dim", "side_light"):
+        assert len([r for r in rows if r["condition"] == condition]) == 4 * 4 * len(options)
     before = out.read_bytes()
     crossval.main(cfg, "cnn1")  # a rerun keeps every finished fold
     assert out.read_bytes() == before
@@ -104,7 +107,9 @@ def test_crossval_and_evaluate_judge_photos_models_out_of_fold(tiny_fer):
     chosen = [
         r
         for r in rows
-        if r["tta"] == m["tta"]["chosen"] and r["clahe"] == str(d["clahe"]["chosen"])
+        if r["tta"] == m["tta"]["chosen"]
+        and r["clahe"] == str(d["clahe"]["chosen"])
+        and r["condition"] == "plain"
     ]
     threshold, records = people_cv.evidence(chosen, ["angry", "happy", "sad", "neutral"], 0.8)
     assert m["threshold_angry"] == threshold  # fitted on the out-of-fold scores

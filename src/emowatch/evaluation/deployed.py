@@ -25,6 +25,7 @@ from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.errors import DataError
+from emowatch.evaluation import conditions
 from emowatch.evaluation.paired import wilson
 from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier
@@ -88,6 +89,48 @@ def find_face(
     return gray, face, loaded.status or ("ok" if face else "no_face")
 
 
+Sample = tuple[Photo, np.ndarray, faces.Box]  # a photo, its grayscale image, its true face
+
+
+def with_true_faces(photo_root: Path, items: list[Photo]) -> tuple[list[Sample], int]:
+    """The photos with their true face box (`conditions.reference_box` on the plain photo), and
+    how many had none or could not be read (left out, and counted)."""
+    out: list[Sample] = []
+    for p in items:
+        gray = load_gray(photo_root / p.file).gray
+        box = conditions.reference_box(gray) if gray is not None else None
+        if box is not None:
+            out.append((p, gray, box))
+    return out, len(items) - len(out)
+
+
+def under_condition(
+    classifier: FaceClassifier, samples: list[Sample], condition: str, seed: int
+) -> list[dict]:
+    """One record per sample on the camera path with its photo changed by `condition`
+    (`evaluation.conditions`, seeded per photo): the predicted class and every class's
+    probability; a photo whose largest face is not on the true one (IoU < 0.3) counts as not
+    found, wrong, and (if angry) missed."""
+    records = []
+    for i, (p, gray, box) in enumerate(samples):
+        image, true_box = conditions.apply(condition, gray, box, seed + i)
+        image, face = face_in(classifier, image)
+        hit = face is not None and faces.iou(face.box, true_box) >= 0.3
+        pred = classifier.classify(image, [face])[0] if hit else None
+        records.append(
+            {
+                "file": p.file,
+                "person": p.person,
+                "label": p.label,
+                "condition": condition,
+                "status": "ok" if hit else "no_face",
+                "predicted": pred.emotion if pred else None,
+                "probabilities": pred.probabilities if pred else {},
+            }
+        )
+    return records
+
+
 def classify(classifier: FaceClassifier, photo_root: Path, items: list[Photo]) -> list[dict]:
     """One record per photo: face found, predicted class (largest face), angry decision."""
     records = []
@@ -141,10 +184,17 @@ def intervals(caught: int, n_angry: int, said: int, confidence: float) -> dict:
     }
 
 
+def clahe_conditions(ecfg: DictConfig) -> list[str]:
+    """The camera conditions the CLAHE choice is made under besides the photos as they are
+    (`evaluate.clahe_conditions`; none when `evaluate.clahe` is fixed: nothing to decide)."""
+    return [str(c) for c in ecfg.get("clahe_conditions") or []] if ecfg.clahe == "auto" else []
+
+
 def choose_clahe(decide: dict[bool, dict], margin: float) -> tuple[bool, str]:
-    """The rule for contrast equalisation, on the deciding people's photos only: CLAHE is kept
-    when it raises their camera-path accuracy by at least `margin` without lowering angry
-    recall; otherwise the frame is used as it is."""
+    """The rule for contrast equalisation, on the deciding people's photos only (as they are
+    and changed by `clahe_conditions`, pooled): CLAHE is kept when it raises their camera-path
+    accuracy by at least `margin` without lowering angry recall; otherwise the frame is used as
+    it is."""
     off, on = decide[False], decide[True]
     keep = on["accuracy"] >= off["accuracy"] + margin and on["recall_angry"] >= off["recall_angry"]
     rule = (

@@ -5,10 +5,12 @@ Each fold's model is the train stage's own recipe (`train.model_config`, `train.
 the FER2013 start, the tuned params, the augment pipeline, the seed), trained on its fold's
 training people and stopped early on its stopping people; the held-out people's full photos then
 run the camera path (`FaceClassifier`: the sweep, crop, classify) for every CLAHE and TTA option
-the evaluate stage may choose. The records, one row per photo and option with every class's
-probability, are what `evaluate` fits the photos model's threshold and CLAHE choice on and holds
-to the floors. A finished fold is kept (with the fingerprint of everything it read): a killed
-stage resumes at the first unfinished fold. The test people are never in any fold.
+the evaluate stage may choose, on the photos as they are and changed by the camera conditions
+the CLAHE choice is made under (`evaluate.clahe_conditions`). The records, one row per photo,
+condition and option with every class's probability, are what `evaluate` fits the photos
+model's threshold (on the photos as they are) and CLAHE choice on and holds to the floors. A
+finished fold is kept (with the fingerprint of everything it read): a killed stage resumes at
+the first unfinished fold. The test people are never in any fold.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def recipe(cfg: DictConfig, model: str, root: Path | None) -> Recipe:
         cfg.seed, files, options(cfg.evaluate), cfg.deploy.crop_margin, cfg.detector,
         cfg.deploy.watch.detect,
         *filter(None, [align_of(cfg.deploy.get("align"))]),  # only when on: old folds stay
+        *filter(None, [deployed.clahe_conditions(cfg.evaluate)]),
     )  # fmt: skip
     augment = augmentation.for_model(cfg, mcfg.get("augment"), root)
     return Recipe(model, mcfg, batch_size, source, augment, key)
@@ -128,8 +131,9 @@ def camera_path(
     items: list[deployed.Photo],
     root: Path | None,
 ) -> list[dict]:
-    """The held-out photos through the camera path under every CLAHE and TTA option: one record
-    per photo and option, with every class's probability (none where no face was found)."""
+    """The held-out photos through the camera path under every CLAHE and TTA option, as they are
+    (condition `plain`) and changed by each of `deployed.clahe_conditions`: one record per photo,
+    condition and option, with every class's probability (none where no face was found)."""
     norm = cfg.train[DATASET].normalize
     info = {
         "classes": classes,
@@ -138,6 +142,8 @@ def camera_path(
     }
     photo_root = Layout(cfg, root).photos_root
     clahe_options, tta_options = options(cfg.evaluate)
+    changed = deployed.clahe_conditions(cfg.evaluate)
+    samples = deployed.with_true_faces(photo_root, items)[0] if changed else []
     records = []
     for clahe in clahe_options:
         by_tta = {
@@ -167,12 +173,22 @@ def camera_path(
                         "file": p.file,
                         "person": p.person,
                         "label": p.label,
+                        "condition": "plain",
                         "clahe": clahe,
                         "tta": tta,
                         "status": status,
                     }
                     | {f"p_{c}": round(probs[c], 6) if probs else None for c in classes}
                 )
+        for condition in changed:
+            for tta, classifier in by_tta.items():
+                for r in deployed.under_condition(classifier, samples, condition, int(cfg.seed)):
+                    probs = r.pop("probabilities")
+                    del r["predicted"]
+                    r |= {"clahe": clahe, "tta": tta}
+                    records.append(
+                        r | {f"p_{c}": round(probs[c], 6) if probs else None for c in classes}
+                    )
     return records
 
 
@@ -225,7 +241,7 @@ def run_fold(
 
 def write_records(records: list[dict], path: Path, classes: list[str]) -> Path:
     """The OOF records as CSV (a header alone where there are none)."""
-    fields = ["file", "person", "label", "clahe", "tta", "status"]
+    fields = ["file", "person", "label", "condition", "clahe", "tta", "status"]
     fields += [f"p_{c}" for c in classes] + ["fold"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

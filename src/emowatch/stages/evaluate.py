@@ -210,8 +210,9 @@ def camera_path_metrics(
     root: Path | None,
 ) -> dict:
     """The model as a camera runs it, on the full photos (see `evaluation.deployed`), with
-    contrast equalisation (CLAHE) kept or dropped by the rule on the deciding people's photos
-    (`choose_clahe`); the figures are those of the choice, with the choice under "clahe"."""
+    contrast equalisation (CLAHE) kept or dropped by the rule on the deciding people's photos,
+    as they are and under `evaluate.clahe_conditions` (`choose_clahe`); the figures are those
+    of the choice on the photos as they are, with the choice under "clahe"."""
     ecfg = cfg.evaluate
     reason = photos.no_photos(Layout(cfg, root).photo_splits)
     if reason:  # a site without photos: nothing to run the camera path on, or to decide CLAHE by
@@ -219,7 +220,8 @@ def camera_path_metrics(
         return {"skipped": reason, "clahe": {"chosen": False, "rule": "off: no photos to decide"}}
     decide = list(ecfg.deployed.decide_splits[dataset])
     options = {"fixed": [ecfg.clahe]} if ecfg.clahe != "auto" else {"auto": [False, True]}
-    scored = {}
+    changed = deployed.clahe_conditions(ecfg)
+    scored, mixed, samples = {}, {}, None
     for clahe in next(iter(options.values())):
         spec = spec_of(
             info,
@@ -231,17 +233,36 @@ def camera_path_metrics(
             cfg.deploy.watch.detect,
             align_of(cfg.deploy.get("align")),
         )
-        scored[clahe] = deployed.score(cfg, FaceClassifier(net, spec), decide, root)
+        classifier = FaceClassifier(net, spec)
+        scored[clahe] = deployed.score(cfg, classifier, decide, root)
+        if samples is None:  # the deciding people's photos with their true faces, once
+            parts = [r for r in scored[clahe][1] if r["part"] == deployed.DECIDE]
+            items = [deployed.Photo(r["file"], r["label"], r["person"], r["part"]) for r in parts]
+            samples = deployed.with_true_faces(Layout(cfg, root).photos_root, items)[0]
+        plain = [r for r in scored[clahe][1] if r["part"] == deployed.DECIDE]
+        under = [
+            r
+            for c in changed
+            for r in deployed.under_condition(classifier, samples, c, int(cfg.seed))
+        ]
+        mixed[clahe] = deployed.figures(plain + under)
     if ecfg.clahe == "auto":
-        chosen, rule = deployed.choose_clahe(
-            {k: v[0][deployed.DECIDE] for k, v in scored.items()}, ecfg.clahe_margin
-        )
+        chosen, rule = deployed.choose_clahe(mixed, ecfg.clahe_margin)
+        rule += f" (photos {', '.join(['plain', *changed])})"
     else:
         chosen, rule = bool(ecfg.clahe), "fixed by evaluate.clahe"
     found, records = scored[chosen]
     deployed.write_records(records, out / "deployed_predictions.csv")
     decide_acc = {str(k).lower(): v[0][deployed.DECIDE]["accuracy"] for k, v in scored.items()}
-    return found | {"clahe": {"chosen": chosen, "rule": rule, "decide_accuracy": decide_acc}}
+    on = {str(k).lower(): decided(v) for k, v in mixed.items()}
+    return found | {
+        "clahe": {"chosen": chosen, "rule": rule, "decide_accuracy": decide_acc, "decided_on": on}
+    }
+
+
+def decided(f: dict) -> dict:
+    """The figures a CLAHE option was judged by (`deployed.choose_clahe`)."""
+    return {k: f[k] for k in ("n", "accuracy", "recall_angry", "precision_angry")}
 
 
 def read_oof(cfg: DictConfig, model: str, root: Path | None) -> list[dict]:
@@ -265,7 +286,8 @@ def people_evidence(
 ) -> tuple[float, dict]:
     """A photos model's camera path judged on every non-test person (`evaluation.people_cv`):
     for each CLAHE option, the threshold fitted on the out-of-fold scores and the photos decided
-    cross-fitted; CLAHE by the rule on those figures; then this model, at that threshold, on the
+    cross-fitted; CLAHE by the rule on the same done on the photos as they are and under
+    `evaluate.clahe_conditions` together; then this model, at the threshold, on the
     test people (reported). Returns (threshold, the `deployed` figures). With too few people to
     cross-validate, the val threshold and the val people's camera path, flagged `insufficient`
     (the gate then refuses the model)."""
@@ -281,18 +303,28 @@ def people_evidence(
         folds = read_json(people_cv.reports_dir(cfg, model, root) / "folds.json") or {}
         return without_evidence(folds.get("insufficient", f"crossval@{model} scored no photo"))
     rows = [r for r in every if r["tta"] == tta]
-    by_clahe = {
+    options = sorted({r["clahe"] == "True" for r in rows})
+    of = {clahe: [r for r in rows if r["clahe"] == str(clahe)] for clahe in options}
+    by_clahe = {  # the photos as they are: the threshold and the figures reported
         clahe: people_cv.evidence(
-            [r for r in rows if r["clahe"] == str(clahe)], classes, ecfg.target_recall
+            [r for r in of[clahe] if r.get("condition", "plain") == "plain"],
+            classes,
+            ecfg.target_recall,
         )
-        for clahe in sorted({r["clahe"] == "True" for r in rows})
+        for clahe in options
     }
     if not by_clahe:
         raise DataError(f"crossval@{model} holds no records for TTA {tta!r}: re-run it")
     oof = {clahe: deployed.figures(recs) for clahe, (_, recs) in by_clahe.items()}
+    # the choice: each option at its own threshold on the photos as they are and changed
+    mixed = {
+        clahe: deployed.figures(people_cv.evidence(of[clahe], classes, ecfg.target_recall)[1])
+        for clahe in options
+    }
+    seen = sorted({r.get("condition", "plain") for r in rows})
     if len(oof) == 2:
-        chosen, rule = deployed.choose_clahe(oof, ecfg.clahe_margin)
-        rule += " (out of fold, every non-test person)"
+        chosen, rule = deployed.choose_clahe(mixed, ecfg.clahe_margin)
+        rule += f" (out of fold, every non-test person; photos {', '.join(seen)})"
     else:
         chosen, rule = next(iter(oof)), "fixed by evaluate.clahe"
     threshold, records = by_clahe[chosen]
@@ -335,6 +367,7 @@ def people_evidence(
             "chosen": chosen,
             "rule": rule,
             "decide_accuracy": {str(k).lower(): v["accuracy"] for k, v in oof.items()},
+            "decided_on": {str(k).lower(): decided(v) for k, v in mixed.items()},
         },
     }
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from emowatch.config import resolve_path
 from emowatch.data import photos
-from emowatch.data.images import load_gray
 from emowatch.evaluation import conditions, deployed
 from emowatch.files import read_json, write_json
 from emowatch.inference import faces
@@ -32,19 +30,8 @@ from emowatch.tracking.runs import stage_run, tracking_uri
 
 STAGE = "robustness"
 DATASETS = ("fer2013", "photos")
-Sample = tuple[deployed.Photo, np.ndarray, faces.Box]
-
-
-def with_true_faces(photo_root: Path, items: list[deployed.Photo]) -> tuple[list[Sample], int]:
-    """The photos with their true face box (`conditions.reference_box` on the plain photo), and
-    how many had none or could not be read (left out, and counted)."""
-    out: list[Sample] = []
-    for p in items:
-        gray = load_gray(photo_root / p.file).gray
-        box = conditions.reference_box(gray) if gray is not None else None
-        if box is not None:
-            out.append((p, gray, box))
-    return out, len(items) - len(out)
+Sample = deployed.Sample
+with_true_faces = deployed.with_true_faces  # the bench and the stage find true faces alike
 
 
 def thinned(samples: list[Sample], most: int | None) -> list[Sample]:
@@ -56,16 +43,9 @@ def thinned(samples: list[Sample], most: int | None) -> list[Sample]:
 
 
 def under(classifier: FaceClassifier, samples: list[Sample], condition: str, seed: int) -> dict:
-    """The camera path's figures on the samples under `condition`: a photo whose largest face
-    is not on the true one counts as not found, wrong, and (if angry) missed."""
-    records = []
-    for i, (p, gray, box) in enumerate(samples):
-        image, true_box = conditions.apply(condition, gray, box, seed + i)
-        image, face = deployed.face_in(classifier, image)
-        hit = face is not None and faces.iou(face.box, true_box) >= 0.3
-        pred = classifier.classify(image, [face])[0] if hit else None
-        records.append({"label": p.label, "predicted": pred.emotion if pred else None})
-    return deployed.figures(records)
+    """The camera path's figures on the samples under `condition` (`deployed.under_condition`:
+    a largest face not on the true one is not found, wrong, and if angry missed)."""
+    return deployed.figures(deployed.under_condition(classifier, samples, condition, seed))
 
 
 def ways(

@@ -25,7 +25,6 @@ from emowatch.config import resolve_path
 from emowatch.data import photos
 from emowatch.data.images import load_gray
 from emowatch.errors import DataError
-from emowatch.evaluation import conditions
 from emowatch.evaluation.paired import wilson
 from emowatch.inference import faces
 from emowatch.inference.face_classifier import FaceClassifier
@@ -95,6 +94,8 @@ Sample = tuple[Photo, np.ndarray, faces.Box]  # a photo, its grayscale image, it
 def with_true_faces(photo_root: Path, items: list[Photo]) -> tuple[list[Sample], int]:
     """The photos with their true face box (`conditions.reference_box` on the plain photo), and
     how many had none or could not be read (left out, and counted)."""
+    from emowatch.evaluation import conditions  # albumentations: not on the serving side
+
     out: list[Sample] = []
     for p in items:
         gray = load_gray(photo_root / p.file).gray
@@ -111,6 +112,8 @@ def under_condition(
     (`evaluation.conditions`, seeded per photo): the predicted class and every class's
     probability; a photo whose largest face is not on the true one (IoU < 0.3) counts as not
     found, wrong, and (if angry) missed."""
+    from emowatch.evaluation import conditions  # albumentations: not on the serving side
+
     records = []
     for i, (p, gray, box) in enumerate(samples):
         image, true_box = conditions.apply(condition, gray, box, seed + i)
